@@ -1,0 +1,1 @@
+"""Pure-PyTorch search engine (no Lightning import): graph analysis, masks, costs, export."""

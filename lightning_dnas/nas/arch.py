@@ -1,0 +1,67 @@
+"""The found architecture as plain JSON-able data, and ``apply_arch`` to rebuild it.
+
+Format (``"format": "lightning_dnas.arch/1"``)::
+
+    {"format": ..., "method": "pit",
+     "modules": {"features.0": {"type": "Conv2d", "in": [kept input channels] | null,
+                                "out": [kept output channels] | null,
+                                "taps": [kept kernel taps] | null,
+                                "out_channels": 12, "kernel_size": [3, 3], "dilation": [1, 1]},
+                 "features.1": {"type": "BatchNorm2d", "keep": [...] | null, ...}}}
+
+``null`` means "all kept". Export is ``apply_arch`` on a copy of the trained seed network,
+so a fresh seed network given the same spec has exactly the exported structure (and with the
+exported ``state_dict`` computes the same outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .pit.export import export_conv, export_linear, export_norm
+
+FORMAT = "lightning_dnas.arch/1"
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``name`` of ``root`` by ``module``."""
+    parent_name, _, leaf = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, leaf, module)
+
+
+def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
+    """Shrink ``model`` in place to the architecture ``spec`` (from ``search.arch()``) and
+    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy, keeping
+    the model's own class and forward."""
+    if spec.get("format") != FORMAT:
+        raise ValueError(
+            f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    for name, entry in spec["modules"].items():
+        try:
+            layer = model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(f"the architecture names layer `{name}`, absent from "
+                             f"{type(model).__name__}") from err  # fmt: skip
+        if type(layer).__name__ != entry["type"]:
+            raise ValueError(
+                f"layer `{name}` is a {type(layer).__name__} but the architecture expects a "
+                f"{entry['type']}: was the spec made for another seed network?"
+            )
+        set_submodule(model, name, _export_layer(layer, entry))
+    return model
+
+
+def _export_layer(layer: nn.Module, entry: dict[str, Any]) -> nn.Module:
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return export_conv(layer, entry.get("in"), entry.get("out"), entry.get("taps"))
+    if isinstance(layer, nn.Linear):
+        return export_linear(layer, entry.get("in"), entry.get("out"))
+    if isinstance(layer, _NORMS):
+        return export_norm(layer, entry.get("keep"))
+    raise ValueError(f"cannot shrink a {type(layer).__name__}")

@@ -1,0 +1,571 @@
+"""Channel analysis of a traced network: which tensors carry which channel groups.
+
+A *channel group* is a set of channels that must be kept or removed together (one mask).
+Every tensor node gets a :class:`Layout`: the dimension that holds channels and the groups
+laid along it, ``segments``, each segment spanning ``size * rep`` entries (a channel of a
+flattened ``[N, C, H, W]`` tensor covers ``rep = H*W`` consecutive features).
+
+Rules (SPEC section 3): Conv (not depthwise) and Linear define a new group; the graph input
+defines a frozen one; per-channel ops propagate it; a depthwise conv keeps its producer's
+group; add/sub/mul of same-channel tensors merge groups; ``cat`` on the channel dim
+concatenates segments; flatten/view/reshape keeping the batch dim multiplies ``rep``.
+Whatever is not understood freezes the groups flowing into it (kept whole) and is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import fx, nn
+from torch.fx.passes.shape_prop import TensorMetadata
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``size`` channels of group ``group``, each repeated ``rep`` times along the dim."""
+
+    group: int
+    size: int
+    rep: int = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Channel groups laid along dimension ``dim`` (non-negative) of a tensor."""
+
+    dim: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def width(self) -> int:
+        """Length of the channel dimension this layout describes."""
+        return sum(s.size * s.rep for s in self.segments)
+
+    def with_dim(self, dim: int) -> Layout:
+        """The same segments on another dimension."""
+        return Layout(dim, self.segments)
+
+
+@dataclass
+class LayerCall:
+    """One call of a Conv/Linear layer: what it reads and what it writes.
+
+    ``kind`` is ``"conv"``, ``"depthwise"`` or ``"linear"``; ``in_layout`` is None when the
+    layer's input channels are not tracked (kept whole); ``positions`` is the number of
+    output positions per sample (H*W for a Conv2d, 1 for a Linear on ``[N, F]``).
+    """
+
+    node: fx.Node
+    name: str
+    module: nn.Module
+    kind: str
+    in_layout: Layout | None
+    out_layout: Layout
+    positions: int
+
+
+@dataclass
+class ChannelGraph:
+    """Result of :func:`analyse`: layouts per node, layer calls, companions, frozen groups."""
+
+    layouts: dict[fx.Node, Layout] = field(default_factory=dict)
+    layers: list[LayerCall] = field(default_factory=list)
+    companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
+    group_size: dict[int, int] = field(default_factory=dict)
+    parent: dict[int, int] = field(default_factory=dict)
+    frozen: set[int] = field(default_factory=set)
+    freeze_events: list[tuple[str, list[int]]] = field(default_factory=list)
+
+    def root(self, group: int) -> int:
+        """Representative of ``group`` after merging."""
+        while self.parent[group] != group:
+            self.parent[group] = self.parent[self.parent[group]]
+            group = self.parent[group]
+        return group
+
+    def is_frozen(self, group: int) -> bool:
+        """Whether the merged group of ``group`` is kept whole."""
+        return self.root(group) in self.frozen
+
+    def searchable(self, layout: Layout | None) -> bool:
+        """Whether any channel of ``layout`` can be pruned."""
+        return layout is not None and any(not self.is_frozen(s.group) for s in layout.segments)
+
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+POOL_TYPES = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d,
+)  # fmt: skip
+# Elementwise functions with f(0) = 0: pruned (zero) channels stay zero through them.
+ZERO_PRESERVING = frozenset({
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "hardswish",
+    "hardtanh", "tanh", "softsign", "tanhshrink", "hardshrink", "softshrink", "dropout",
+    "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "identity",
+    "contiguous", "clone", "float", "to", "neg", "abs", "square", "detach",
+})  # fmt: skip
+# Elementwise functions with f(0) != 0: pruned channels must be re-masked before a mixer.
+NON_ZERO_PRESERVING = frozenset({"sigmoid", "hardsigmoid", "exp", "cos", "softplus"})
+POOL_FUNCTIONS = frozenset({
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+})  # fmt: skip
+REDUCTIONS = frozenset({"mean", "sum", "amax", "amin"})
+RESHAPES = frozenset({"flatten", "view", "reshape", "squeeze", "unsqueeze"})
+BINARY = frozenset({"add", "sub", "mul", "div"})
+NON_TENSOR = frozenset({"size", "dim", "getattr", "numel"})
+_ALIASES = {"truediv": "div", "concat": "cat", "concatenate": "cat", "multiply": "mul",
+            "subtract": "sub", "divide": "div", "iadd": "add", "isub": "sub", "imul": "mul",
+            "itruediv": "div", "_unsafe_view": "view"}  # fmt: skip
+_MODULE_FUNCTIONS: dict[type, str] = {
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu",
+    nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish",
+    nn.Hardswish: "hardswish", nn.Hardtanh: "hardtanh", nn.Tanh: "tanh",
+    nn.Softsign: "softsign", nn.Tanhshrink: "tanhshrink", nn.Hardshrink: "hardshrink",
+    nn.Softshrink: "softshrink", nn.Dropout: "dropout", nn.Dropout1d: "dropout",
+    nn.Dropout2d: "dropout", nn.Dropout3d: "dropout", nn.AlphaDropout: "dropout",
+    nn.Identity: "identity", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
+    nn.Softplus: "softplus",
+}  # fmt: skip
+
+
+def op_name(node: fx.Node) -> str | None:
+    """Canonical name of a call_function/call_method node (``operator.add`` -> ``"add"``,
+    ``x.relu_()`` -> ``"relu"``), or None for functions outside torch/operator/builtins."""
+    if node.op == "call_method":
+        name = str(node.target)
+    elif node.op == "call_function":
+        module = getattr(node.target, "__module__", None) or ""
+        if not (module.startswith("torch") or module in ("_operator", "operator", "builtins")):
+            return None
+        name = getattr(node.target, "__name__", "")
+    else:
+        return None
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]
+    return _ALIASES.get(name, name)
+
+
+def module_function(module: nn.Module) -> str | None:
+    """Elementwise function name of an activation/dropout module (``nn.ReLU`` -> ``"relu"``)."""
+    for cls, name in _MODULE_FUNCTIONS.items():
+        if type(module) is cls:
+            return name
+    return None
+
+
+def shape_of(node: Any) -> tuple[int, ...] | None:
+    """Shape recorded by shape propagation, or None for non-tensor values."""
+    if not isinstance(node, fx.Node):
+        return None
+    meta = node.meta.get("tensor_meta")
+    if isinstance(meta, TensorMetadata):
+        return tuple(meta.shape)
+    return None
+
+
+def _nodes_in(arg: Any) -> Iterator[fx.Node]:
+    if isinstance(arg, fx.Node):
+        yield arg
+    elif isinstance(arg, (tuple, list)):
+        for a in arg:
+            yield from _nodes_in(a)
+    elif isinstance(arg, dict):
+        for a in arg.values():
+            yield from _nodes_in(a)
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+class _Analyser:
+    def __init__(
+        self, gm: fx.GraphModule, searchable: Callable[[str, nn.Module], bool]
+    ) -> None:
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.searchable_layer = searchable
+        self.g = ChannelGraph()
+        self.producer_group: dict[str, int] = {}
+        self.layer_inputs: dict[str, Layout | None] = {}
+
+    # -- groups ---------------------------------------------------------------------------
+    def new_group(self, size: int, frozen_reason: str | None = None) -> int:
+        gid = len(self.g.parent)
+        self.g.parent[gid] = gid
+        self.g.group_size[gid] = size
+        if frozen_reason is not None:
+            self.g.frozen.add(gid)
+        return gid
+
+    def fresh(self, dim: int, size: int) -> Layout:
+        return Layout(dim, (Segment(self.new_group(size, "untracked"), size),))
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.g.root(a), self.g.root(b)
+        if ra == rb:
+            return
+        self.g.parent[rb] = ra
+        if rb in self.g.frozen:
+            self.g.frozen.add(ra)
+
+    def freeze(self, layout: Layout | None, reason: str, warn: bool = True) -> None:
+        if layout is None:
+            return
+        groups = [s.group for s in layout.segments]
+        if warn:
+            self.g.freeze_events.append((reason, groups))
+        for gid in groups:
+            self.g.frozen.add(self.g.root(gid))
+
+    def merge(self, layouts: list[Layout], reason: str) -> Layout:
+        """Make ``layouts`` share their channels (residual add etc.); freeze if misaligned."""
+        first = layouts[0]
+        shape = [(s.size, s.rep) for s in first.segments]
+        if all([(s.size, s.rep) for s in lay.segments] == shape for lay in layouts[1:]):
+            for lay in layouts[1:]:
+                for a, b in zip(first.segments, lay.segments, strict=True):
+                    self.union(a.group, b.group)
+        else:
+            for lay in layouts:
+                self.freeze(lay, reason)
+        return first
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> ChannelGraph:
+        for node in self.gm.graph.nodes:
+            layout = self.visit(node)
+            if layout is not None:
+                self.g.layouts[node] = layout
+        return self.g
+
+    def layout(self, arg: Any) -> Layout | None:
+        return self.g.layouts.get(arg) if isinstance(arg, fx.Node) else None
+
+    def freeze_inputs(self, node: fx.Node, what: str) -> Layout | None:
+        for arg in _nodes_in((node.args, node.kwargs)):
+            self.freeze(self.layout(arg), f"`{node.name}` ({what})")
+        out = shape_of(node)
+        return self.fresh(1, out[1]) if out is not None and len(out) >= 2 else None
+
+    def visit(self, node: fx.Node) -> Layout | None:
+        if node.op == "placeholder":
+            shape = shape_of(node)
+            if shape is None or len(shape) < 2:
+                return None
+            return Layout(1, (Segment(self.new_group(shape[1], "graph input"), shape[1]),))
+        if node.op == "get_attr":
+            return None
+        if node.op == "output":
+            for arg in _nodes_in(node.args):
+                self.freeze(self.layout(arg), "graph output", warn=False)
+            return None
+        if node.op == "call_module":
+            return self.visit_module(node, self.modules[str(node.target)])
+        name = op_name(node)
+        if name is None:
+            return self.freeze_inputs(node, f"function {node.target!r}")
+        return self.visit_function(node, name)
+
+    # -- modules --------------------------------------------------------------------------
+    def visit_module(self, node: fx.Node, module: nn.Module) -> Layout | None:
+        target = str(node.target)
+        src = self.layout(node.args[0]) if node.args else None
+        if isinstance(module, CONV_TYPES):
+            return self.conv(node, target, module, src)
+        if isinstance(module, nn.Linear):
+            return self.linear(node, target, module, src)
+        if isinstance(module, NORM_TYPES):
+            if src is None:
+                return None
+            if src.dim != 1:
+                self.freeze(src, f"`{node.name}` (normalisation over a non-channel dim)")
+                return src
+            self.g.companions.append((node, target, src))
+            return src
+        fn = module_function(module)
+        if fn is not None:
+            return src
+        if isinstance(module, POOL_TYPES):
+            return self.spatial_only(node, src, "pooling")
+        if isinstance(module, nn.Flatten):
+            return self.reshape(node, src)
+        if isinstance(module, (nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
+                               nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d,
+                               nn.ReplicationPad1d, nn.ReplicationPad2d)):  # fmt: skip
+            return self.pad(node, src, len(module.padding) // 2)
+        return self.freeze_inputs(node, f"module {type(module).__name__}")
+
+    def spatial_only(self, node: fx.Node, src: Layout | None, what: str) -> Layout | None:
+        if src is None:
+            return None
+        if src.dim != 1:
+            return self.freeze_inputs(node, f"{what} over the channel dim")
+        return src
+
+    def conv(self, node: fx.Node, target: str, conv: nn.Conv1d, src: Layout | None) -> Layout:
+        out_shape = shape_of(node)
+        assert out_shape is not None
+        positions = math.prod(out_shape[2:])
+        if src is not None and (src.dim != 1 or src.width != conv.in_channels):
+            self.freeze(src, f"`{node.name}` (conv input channels not on dim 1)")
+            src = None
+        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        if depthwise:
+            out = src if src is not None else self.fresh(1, conv.out_channels)
+            if not self.searchable_layer(target, conv):
+                self.freeze(out, "excluded layer", warn=False)
+            kind = "depthwise"
+        elif conv.groups > 1:
+            self.freeze(src, f"`{node.name}` (grouped conv, groups={conv.groups})")
+            src = None
+            out = self.producer(node, target, conv, conv.out_channels, 1, frozen=True)
+            kind = "conv"
+        else:
+            out = self.producer(node, target, conv, conv.out_channels, 1)
+            kind = "conv"
+        self.record(node, target, conv, kind, src, out, positions)
+        return out
+
+    def linear(self, node: fx.Node, target: str, lin: nn.Linear, src: Layout | None) -> Layout:
+        out_shape = shape_of(node)
+        assert out_shape is not None
+        rank = len(out_shape)
+        if src is not None and (src.dim != rank - 1 or src.width != lin.in_features):
+            self.freeze(src, f"`{node.name}` (linear over a non-channel dim)")
+            src = None
+        out = self.producer(node, target, lin, lin.out_features, rank - 1)
+        positions = math.prod(out_shape[1:-1]) if rank > 2 else 1
+        self.record(node, target, lin, "linear", src, out, positions)
+        return out
+
+    def producer(
+        self, node: fx.Node, target: str, module: nn.Module, channels: int, dim: int,
+        frozen: bool = False,
+    ) -> Layout:
+        gid = self.producer_group.get(target)
+        if gid is None:
+            searchable = self.searchable_layer(target, module) and not frozen
+            gid = self.new_group(channels, None if searchable else "excluded layer")
+            self.producer_group[target] = gid
+        return Layout(dim, (Segment(gid, channels),))
+
+    def record(
+        self, node: fx.Node, target: str, module: nn.Module, kind: str,
+        src: Layout | None, out: Layout, positions: int,
+    ) -> None:
+        if target in self.layer_inputs:
+            # A module called twice has one weight tensor: its inputs must share channels.
+            previous = self.layer_inputs[target]
+            if previous is not None and src is not None:
+                self.merge([previous, src], f"`{node.name}` (shared layer inputs differ)")
+            elif previous is not None or src is not None:
+                self.freeze(previous or src, f"`{node.name}` (shared layer inputs differ)")
+        self.layer_inputs[target] = src
+        self.g.layers.append(LayerCall(node, target, module, kind, src, out, positions))
+
+    # -- functions ------------------------------------------------------------------------
+    def visit_function(self, node: fx.Node, name: str) -> Layout | None:
+        src = self.layout(node.args[0]) if node.args else None
+        if name in NON_TENSOR:
+            return None
+        if name in ZERO_PRESERVING or name in NON_ZERO_PRESERVING:
+            return src
+        if name in BINARY:
+            return self.binary(node, name)
+        if name == "cat":
+            return self.cat(node)
+        if name in RESHAPES:
+            return self.reshape(node, src)
+        if name in ("permute", "transpose"):
+            return self.permute(node, name, src)
+        if name in REDUCTIONS:
+            return self.reduction(node, src)
+        if name in POOL_FUNCTIONS:
+            return self.spatial_only(node, src, "pooling")
+        if name == "pad":
+            pad = _arg(node, 1, "pad")
+            return self.pad(node, src, len(pad) // 2)
+        if name == "getitem":
+            return self.getitem(node, src)
+        if src is None and not any(self.layout(a) for a in _nodes_in((node.args, node.kwargs))):
+            out = shape_of(node)
+            return self.fresh(1, out[1]) if out is not None and len(out) >= 2 else None
+        return self.freeze_inputs(node, name)
+
+    def binary(self, node: fx.Node, name: str) -> Layout | None:
+        out_shape = shape_of(node)
+        if out_shape is None:
+            return None
+        rank = len(out_shape)
+        tracked: list[Layout] = []
+        operands = [a for a in node.args[:2]]
+        for position, arg in enumerate(operands):
+            shape = shape_of(arg)
+            lay = self.layout(arg)
+            if lay is None:
+                continue
+            mapped = lay.with_dim(lay.dim + rank - len(shape or ()))
+            if name == "div" and position == 1:
+                self.freeze(lay, f"`{node.name}` (divisor)", warn=False)
+            tracked.append(mapped)
+        if not tracked:
+            return None
+        dims = {lay.dim for lay in tracked}
+        if len(dims) > 1:
+            for lay in tracked:
+                self.freeze(lay, f"`{node.name}` (operands with channels on different dims)")
+            return tracked[0]
+        dim = tracked[0].dim
+        # A constant or untracked tensor that varies along the channel dim would no longer
+        # broadcast once channels are removed: keep those channels whole.
+        for arg in operands:
+            shape = shape_of(arg)
+            if shape is None or self.layout(arg) is not None:
+                continue
+            offset = dim - (rank - len(shape))
+            if 0 <= offset < len(shape) and shape[offset] > 1:
+                self.freeze(tracked[0], f"`{node.name}` (per-channel constant operand)")
+        return self.merge(tracked, f"`{node.name}` (operands with different channel groups)")
+
+    def cat(self, node: fx.Node) -> Layout | None:
+        tensors = list(_arg(node, 0, "tensors"))
+        out_shape = shape_of(node)
+        if out_shape is None:
+            return None
+        dim = _arg(node, 1, "dim", 0)
+        dim = dim % len(out_shape)
+        layouts = []
+        for t in tensors:
+            lay = self.layout(t)
+            if lay is None:
+                shape = shape_of(t)
+                if shape is None:
+                    return self.freeze_inputs(node, "cat of non-tensors")
+                lay = self.fresh(dim, shape[dim])
+            layouts.append(lay)
+        if all(lay.dim == dim for lay in layouts):
+            return Layout(dim, tuple(s for lay in layouts for s in lay.segments))
+        if len({lay.dim for lay in layouts}) == 1:
+            return self.merge(layouts, f"`{node.name}` (cat of different channel groups)")
+        return self.freeze_inputs(node, "cat with channels on different dims")
+
+    def reshape(self, node: fx.Node, src: Layout | None) -> Layout | None:
+        if src is None:
+            return None
+        in_shape, out_shape = shape_of(node.args[0]), shape_of(node)
+        if in_shape is None or out_shape is None:
+            return self.freeze_inputs(node, "reshape of unknown shape")
+        mapped = map_reshape(src, in_shape, out_shape)
+        if mapped is None:
+            return self.freeze_inputs(node, "reshape that splits or moves the channel dim")
+        return mapped
+
+    def permute(self, node: fx.Node, name: str, src: Layout | None) -> Layout | None:
+        if src is None:
+            return None
+        rank = len(shape_of(node.args[0]) or ())
+        if name == "transpose":
+            a, b = (int(d) % rank for d in node.args[1:3])
+            order = list(range(rank))
+            order[a], order[b] = order[b], order[a]
+        else:
+            dims = node.args[1:] if len(node.args) > 2 else node.args[1]
+            order = [int(d) % rank for d in dims]
+        return src.with_dim(order.index(src.dim))
+
+    def reduction(self, node: fx.Node, src: Layout | None) -> Layout | None:
+        if src is None:
+            return None
+        rank = len(shape_of(node.args[0]) or ())
+        dims = _arg(node, 1, "dim")
+        keepdim = bool(_arg(node, 2, "keepdim", False))
+        if dims is None:
+            return self.freeze_inputs(node, "reduction over all dims")
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        dims = [d % rank for d in dims]
+        if src.dim in dims:
+            return self.freeze_inputs(node, "reduction over the channel dim")
+        if keepdim:
+            return src
+        return src.with_dim(src.dim - sum(d < src.dim for d in dims))
+
+    def pad(self, node: fx.Node, src: Layout | None, padded_dims: int) -> Layout | None:
+        if src is None:
+            return None
+        rank = len(shape_of(node) or ())
+        if src.dim >= rank - padded_dims:
+            return self.freeze_inputs(node, "padding of the channel dim")
+        return src
+
+    def getitem(self, node: fx.Node, src: Layout | None) -> Layout | None:
+        if src is None:
+            return None
+        index = node.args[1]
+        rank = len(shape_of(node.args[0]) or ())
+        index = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, fx.Node) for i in index):
+            return self.freeze_inputs(node, "tensor indexing")
+        if Ellipsis in index:
+            at = index.index(Ellipsis)
+            used = sum(1 for i in index if i is not None and i is not Ellipsis)
+            index = index[:at] + (slice(None),) * (rank - used) + index[at + 1 :]
+        in_dim, out_dim = 0, 0
+        for entry in index:
+            if entry is None:
+                out_dim += 1
+                continue
+            if in_dim == src.dim:
+                if entry != slice(None):
+                    return self.freeze_inputs(node, "indexing of the channel dim")
+                return src.with_dim(out_dim)
+            if isinstance(entry, slice):
+                out_dim += 1
+            in_dim += 1
+        return src.with_dim(out_dim + src.dim - in_dim)
+
+
+def map_reshape(
+    src: Layout, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> Layout | None:
+    """Where channel dim ``src.dim`` of ``in_shape`` lands in ``out_shape``, or None.
+
+    The channel dim may be merged with the dims right after it (each channel then covers a
+    contiguous run of ``rep`` features, as after ``flatten(1)``) but not split or merged with
+    the dims before it.
+    """
+    c = src.dim
+    before = math.prod(in_shape[:c])
+    for j in range(len(out_shape)):
+        if math.prod(out_shape[:j]) != before:
+            continue
+        run = in_shape[c]
+        for m in range(c + 1, len(in_shape) + 1):
+            if run == out_shape[j]:
+                rep = run // in_shape[c]
+                return Layout(j, tuple(Segment(s.group, s.size, s.rep * rep)
+                                       for s in src.segments))
+            if m < len(in_shape):
+                run *= in_shape[m]
+    return None
+
+
+def analyse(
+    gm: fx.GraphModule, searchable: Callable[[str, nn.Module], bool] = lambda n, m: True
+) -> ChannelGraph:
+    """Channel layouts of every node of a shape-propagated GraphModule.
+
+    ``searchable(name, module)`` says whether a Conv/Linear layer's own output channels may
+    be searched (False for excluded layers: their group is frozen, silently).
+    """
+    return _Analyser(gm, searchable).run()
+

@@ -1,0 +1,83 @@
+"""torch.fx tracing with user blocks inlined and shape propagation on an example input."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+
+class UnsupportedModelError(RuntimeError):
+    """The network cannot be traced by torch.fx; the message names the module and construct."""
+
+
+class _PathTracer(fx.Tracer):
+    """fx tracer that keeps torch.nn layers (and extra leaf types / names) as leaves and
+    remembers which module it was inside, so that a tracing failure can name it."""
+
+    def __init__(self, leaf_types: tuple[type, ...], leaf_names: frozenset[str]) -> None:
+        super().__init__()
+        self._leaf_types = leaf_types
+        self._leaf_names = leaf_names
+        self.path: list[str] = []
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, self._leaf_types) or module_qualified_name in self._leaf_names:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        name = self.path_of_module(m)
+        self.path.append(name)
+        out = super().call_module(m, forward, args, kwargs)
+        self.path.pop()
+        return out
+
+
+def trace(
+    model: nn.Module,
+    leaf_types: Iterable[type] = (),
+    leaf_names: Iterable[str] = (),
+) -> fx.GraphModule:
+    """Trace ``model`` into a GraphModule whose call_module targets are the model's own
+    torch.nn layers (the GraphModule shares them with ``model``).
+
+    Raises :class:`UnsupportedModelError` naming the innermost module being traced and the
+    Python construct fx rejected; ``model`` itself is never modified.
+    """
+    tracer = _PathTracer(tuple(leaf_types), frozenset(leaf_names))
+    try:
+        graph = tracer.trace(model)
+    except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError...
+        where = tracer.path[-1] if tracer.path and tracer.path[-1] else "the top-level module"
+        kind = type(model).__name__
+        raise UnsupportedModelError(
+            f"torch.fx cannot trace {kind}: inside `{where}` the construct failed with "
+            f"{type(err).__name__}: {err}. Exclude that module from the search "
+            f"(exclude=['{where}']) or make it a leaf (leaf_modules=[...]) so it is kept whole."
+        ) from err
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def as_tuple(example_input: Any) -> tuple[Any, ...]:
+    """Positional inputs of the network: a tuple/list is unpacked, anything else is one input."""
+    if isinstance(example_input, (tuple, list)):
+        return tuple(example_input)
+    return (example_input,)
+
+
+def propagate_shapes(gm: fx.GraphModule, example_input: Any) -> None:
+    """Annotate every node with ``meta['tensor_meta']`` (shape, dtype) by running ``gm`` on
+    ``example_input``, on a copy in eval mode without gradients so that BatchNorm running
+    statistics and the RNG-free parts of the network are left untouched."""
+    probe = copy.deepcopy(gm)
+    probe.eval()
+    with torch.no_grad():
+        ShapeProp(probe).propagate(*as_tuple(example_input))
+    for src, dst in zip(probe.graph.nodes, gm.graph.nodes, strict=True):
+        if "tensor_meta" in src.meta:
+            dst.meta["tensor_meta"] = src.meta["tensor_meta"]

@@ -1,0 +1,132 @@
+"""Plain torch.nn layers sliced from trained ones: the building blocks of ``export()``.
+
+Every function copies the kept rows/columns/taps of the trained tensors (never
+re-initialises) into a fresh module of the same type.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+Keep = Sequence[int] | None
+
+
+def _index(keep: Keep, size: int, device: torch.device) -> torch.Tensor:
+    idx = range(size) if keep is None else keep
+    return torch.as_tensor(list(idx), dtype=torch.long, device=device)
+
+
+def _padding_1d(conv: nn.Conv1d) -> tuple[int, int]:
+    """(left, right) zero padding of a Conv1d, resolving ``"same"`` / ``"valid"``."""
+    if conv.padding == "valid":
+        return 0, 0
+    if conv.padding == "same":
+        total = conv.dilation[0] * (conv.kernel_size[0] - 1)
+        return total // 2, total - total // 2
+    p = int(conv.padding[0])
+    return p, p
+
+
+def tap_geometry(conv: nn.Conv1d, taps: Sequence[int]) -> tuple[int, int, tuple[int, int]]:
+    """Kernel size, dilation and (left, right) padding of a Conv1d that keeps ``taps``.
+
+    Kept taps must be evenly spaced and end at the most recent one (index ``K-1``), which is
+    what the PIT masks produce. The kept taps keep their original offsets: with original
+    padding ``(pl, pr)`` and first kept tap ``i0``, the new padding is ``(pl - i0*d, pr)``
+    (negative = crop), so the exported conv computes the same function.
+    """
+    k_orig, d_orig = conv.kernel_size[0], conv.dilation[0]
+    taps = sorted(taps)
+    if not taps or taps[-1] != k_orig - 1:
+        raise ValueError(f"kept taps {taps} of a kernel of {k_orig} must include tap {k_orig-1}")
+    steps = {b - a for a, b in itertools.pairwise(taps)}
+    if len(steps) > 1:
+        raise ValueError(f"kept taps {taps} are not evenly spaced; cannot express a dilation")
+    step = steps.pop() if steps else 1
+    left, right = _padding_1d(conv)
+    return len(taps), step * d_orig if len(taps) > 1 else 1, (left - taps[0] * d_orig, right)
+
+
+def export_conv(conv: nn.Module, in_keep: Keep, out_keep: Keep, taps: Keep = None) -> nn.Module:
+    """Slice a Conv1d/2d/3d: output channels ``out_keep``, input channels ``in_keep`` (for a
+    depthwise conv both are the same channels), Conv1d kernel taps ``taps``.
+
+    Returns a conv of the same type, or ``Sequential(ConstantPad1d, Conv1d)`` when the kept
+    taps need asymmetric padding.
+    """
+    w = conv.weight.detach()
+    dev = w.device
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+    out_idx = _index(out_keep, conv.out_channels, dev)
+    if depthwise:
+        w = w[out_idx]
+        cin = groups = len(out_idx)
+    elif conv.groups == 1:
+        in_idx = _index(in_keep, conv.in_channels, dev)
+        w = w[out_idx][:, in_idx]
+        cin, groups = len(in_idx), 1
+    else:
+        if in_keep is not None or out_keep is not None:
+            raise ValueError("grouped convolutions are kept whole in this version")
+        cin, groups = conv.in_channels, conv.groups
+    kwargs = dict(
+        stride=conv.stride, dilation=conv.dilation, padding=conv.padding, groups=groups,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode, device=dev, dtype=w.dtype,
+    )  # fmt: skip
+    pad = None
+    kernel = conv.kernel_size
+    if taps is not None:
+        k, d, (left, right) = tap_geometry(conv, taps)
+        w = w[..., _index(taps, conv.kernel_size[0], dev)]
+        kernel, kwargs["dilation"] = (k,), (d,)
+        if left == right and left >= 0:
+            kwargs["padding"] = (left,)
+        else:
+            kwargs["padding"] = (0,)
+            pad = nn.ConstantPad1d((left, right), 0.0)
+    new = type(conv)(cin, len(out_idx), kernel, **kwargs)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias.detach()[out_idx])
+    new.train(conv.training)
+    return nn.Sequential(pad, new) if pad is not None else new
+
+
+def export_linear(lin: nn.Linear, in_keep: Keep, out_keep: Keep) -> nn.Linear:
+    """Slice a Linear: rows ``out_keep``, columns ``in_keep``."""
+    w = lin.weight.detach()
+    out_idx = _index(out_keep, lin.out_features, w.device)
+    in_idx = _index(in_keep, lin.in_features, w.device)
+    new = nn.Linear(len(in_idx), len(out_idx), bias=lin.bias is not None,
+                    device=w.device, dtype=w.dtype)  # fmt: skip
+    with torch.no_grad():
+        new.weight.copy_(w[out_idx][:, in_idx])
+        if lin.bias is not None:
+            new.bias.copy_(lin.bias.detach()[out_idx])
+    new.train(lin.training)
+    return new
+
+
+def export_norm(norm: nn.Module, keep: Keep) -> nn.Module:
+    """Slice a BatchNorm/InstanceNorm to channels ``keep``: affine parameters and running
+    statistics are the trained ones (PLiNIO re-initialises them)."""
+    idx = _index(keep, norm.num_features, next(iter(norm.buffers()), torch.empty(0)).device)
+    new = type(norm)(
+        len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
+        track_running_stats=norm.track_running_stats,
+    )  # fmt: skip
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            src = getattr(norm, name, None)
+            if src is not None:
+                getattr(new, name).copy_(src.detach()[idx.to(src.device)])
+        if getattr(norm, "num_batches_tracked", None) is not None:
+            new.num_batches_tracked.copy_(norm.num_batches_tracked)
+    new.to(next(iter(norm.buffers()), torch.empty(0)).device)
+    new.train(norm.training)
+    return new

@@ -1,0 +1,140 @@
+"""Search-time replacements of Conv/Linear/BatchNorm that apply PIT masks by folding them
+into parameters (O(channels) or O(weights)) instead of multiplying feature maps.
+
+* ``conv -> bn -> * mask`` is computed as a batch norm whose affine weight and bias are
+  multiplied by the mask: ``BN(x) * m == (x - mu) / sigma * (g * m) + b * m``, exactly, with
+  the same gradients for ``g``, ``b`` and ``m``.
+* ``conv -> * mask`` (no BN after it) is a conv with ``W * m`` and ``b * m``.
+* Conv1d time taps are masked as ``W * tap_mask`` along the kernel axis.
+
+The layers keep the user's module as ``.layer`` (same parameters, same state_dict entries
+under that prefix), so training the search network trains the original weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .masks import ChannelMask, TapMask
+
+
+class ChannelVector:
+    """The binarized mask over a whole channel dimension built from segment masks.
+
+    ``parts`` lists ``(mask or None, size, rep)``: a None mask is a frozen segment (ones).
+    The vector is ``cat(repeat_interleave(mask_k, rep_k))``. Held as a plain object (not a
+    module) so the masks stay registered once, in the search wrapper.
+    """
+
+    def __init__(self, parts: Sequence[tuple[ChannelMask | None, int, int]], detach: bool):
+        self.parts = list(parts)
+        self.detach = detach
+
+    def __call__(self, like: Tensor) -> Tensor:
+        pieces = []
+        for mask, size, rep in self.parts:
+            if mask is None:
+                piece = like.new_ones(size)
+            else:
+                piece = mask()
+                if self.detach:
+                    piece = piece.detach()
+            pieces.append(piece.repeat_interleave(rep) if rep > 1 else piece)
+        vec = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return vec.to(like.dtype)
+
+
+def _view_on(vec: Tensor, dim: int, rank: int) -> Tensor:
+    shape = [1] * rank
+    shape[dim] = vec.numel()
+    return vec.view(shape)
+
+
+class MaskedConv(nn.Module):
+    """A Conv1d/2d/3d whose weight (and bias) carry the output-channel mask ``out`` (when
+    the mask point is the conv itself) and, for Conv1d, the time-tap mask ``taps``."""
+
+    def __init__(self, layer: nn.Module, out: ChannelVector | None, taps: TapMask | None):
+        super().__init__()
+        self.layer = layer
+        self._out = out
+        self._taps = [taps] if taps is not None else []  # a list: not registered twice
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv = self.layer
+        weight, bias = conv.weight, conv.bias
+        if self._taps:
+            weight = weight * self._taps[0]().to(weight.dtype)
+        if self._out is not None:
+            m = self._out(weight)
+            weight = weight * _view_on(m, 0, weight.dim())
+            if bias is not None:
+                bias = bias * m
+        return conv._conv_forward(x, weight, bias)
+
+
+class MaskedLinear(nn.Module):
+    """A Linear whose weight rows and bias carry the output-channel mask."""
+
+    def __init__(self, layer: nn.Linear, out: ChannelVector):
+        super().__init__()
+        self.layer = layer
+        self._out = out
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self._out(self.layer.weight)
+        bias = self.layer.bias * m if self.layer.bias is not None else None
+        return F.linear(x, self.layer.weight * m.unsqueeze(1), bias)
+
+
+class MaskedBatchNorm(nn.Module):
+    """A BatchNorm/InstanceNorm whose affine parameters are multiplied by a channel mask, so
+    that pruned channels read exactly zero after it; running statistics are the wrapped
+    module's and are updated exactly as it would update them."""
+
+    def __init__(self, layer: nn.Module, mask: ChannelVector):
+        super().__init__()
+        self.layer = layer
+        self._mask = mask
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self.layer
+        m = self._mask(x)
+        weight = bn.weight * m if bn.weight is not None else m
+        bias = bn.bias * m if bn.bias is not None else None
+        if isinstance(bn, nn.modules.instancenorm._InstanceNorm):
+            return F.instance_norm(
+                x, bn.running_mean, bn.running_var, weight, bias,
+                bn.training or not bn.track_running_stats, bn.momentum or 0.0, bn.eps,
+            )  # fmt: skip
+        # Same running-statistics bookkeeping as torch.nn.modules.batchnorm._BatchNorm.
+        factor = 0.0 if bn.momentum is None else bn.momentum
+        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
+        stats_running = not bn.training or bn.track_running_stats
+        return F.batch_norm(
+            x,
+            bn.running_mean if stats_running else None,
+            bn.running_var if stats_running else None,
+            weight, bias, use_batch, factor, bn.eps,
+        )  # fmt: skip
+
+
+class ReMask(nn.Module):
+    """``x * m`` along ``dim`` with a detached mask: restores exact zeros on pruned channels
+    after an op that maps 0 to non-zero (sigmoid, adding a constant), before a layer that
+    mixes channels reads them."""
+
+    def __init__(self, mask: ChannelVector, dim: int):
+        super().__init__()
+        self._mask = mask
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * _view_on(self._mask(x), self.dim, x.dim())

@@ -1,0 +1,164 @@
+"""PIT mask parameters: output-channel masks and Conv1d time-tap masks (SPEC section 2).
+
+Every mask is a trainable vector whose *theta* (a non-negative relaxation) is binarized with
+a straight-through estimator (STE): forward ``theta > 0.5``, backward the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+THRESHOLD = 0.5
+
+
+def binarize(theta: Tensor) -> Tensor:
+    """Straight-through binarization: forward ``(theta > 0.5)`` exactly, gradient 1 w.r.t. theta.
+
+    Written as ``hard + (theta - theta.detach())`` rather than ``theta + (hard - theta).detach()``:
+    ``x - x`` is exactly zero in floating point, so the forward value is exactly 0 or 1 and
+    the masked network matches the exported one bit for bit.
+    """
+    hard = (theta > THRESHOLD).to(theta.dtype)
+    return hard + (theta - theta.detach())
+
+
+class ChannelMask(nn.Module):
+    """Output-channel mask of one channel group: ``alpha`` (init 1.0, one per channel).
+
+    ``theta = |alpha|`` except the last channel, which is kept alive (``theta_last = 1``
+    whatever alpha), so a group never loses all its channels. The soft channel count used by
+    the costs is ``sum(theta)`` (not clipped); the hard count is ``sum(theta > 0.5)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"a channel mask needs at least one channel, got {channels}")
+        self.alpha = nn.Parameter(torch.ones(channels))
+        # theta = |alpha| * scale + offset keeps the last channel at 1 without a concatenation.
+        scale = torch.ones(channels)
+        scale[-1] = 0.0
+        self.register_buffer("_scale", scale, persistent=False)
+        self.register_buffer("_offset", 1.0 - scale, persistent=False)
+
+    @property
+    def channels(self) -> int:
+        """Number of channels the mask covers."""
+        return self.alpha.numel()
+
+    def theta(self) -> Tensor:
+        """The relaxed mask ``|alpha|`` with the last entry fixed at 1, shape ``[C]``."""
+        return self.alpha.abs() * self._scale + self._offset
+
+    def forward(self) -> Tensor:
+        """The binarized mask (STE), shape ``[C]``."""
+        return binarize(self.theta())
+
+    def kept(self) -> Tensor:
+        """Indices of the channels that survive binarization (sorted, never empty)."""
+        with torch.no_grad():
+            return torch.nonzero(self.theta() > THRESHOLD).flatten()
+
+
+def dilation_levels(kernel_size: int) -> int:
+    """Length of the dilation mask ``gamma``: ``max(ceil(log2 K), 1)``."""
+    return max(math.ceil(math.log2(kernel_size)), 1)
+
+
+class TapMask(nn.Module):
+    """Receptive-field (``beta``) and dilation (``gamma``) masks of a Conv1d with kernel ``K``.
+
+    Kernel index ``i`` counts from the oldest tap (``i = 0``) to the most recent (``i = K-1``);
+    ``j = K-1-i`` counts taps back from the most recent one.
+
+    * ``theta_beta[i] = sum_{l <= i} |beta_l|`` with ``beta_{K-1} := 1``: a cumulative sum, so
+      binarizing it keeps a suffix of the most recent taps (example: beta ``[.25, .4, .4]``
+      -> theta ``[.25, .65, 1.65]`` -> ``[0, 1, 1]``).
+    * ``theta_gamma(j) = sum_{l < L} [j % 2**l == 0] |gamma_l|`` with ``gamma_{L-1} := 1``:
+      binarizing it keeps the taps at multiples of a power of two back from the most recent
+      one (example K=3, gamma ``[.2, .5]`` -> ``[1.2, .2, 1.2]`` -> ``[1, 0, 1]``, dilation 2).
+
+    The most recent tap always survives both masks. ``train_rf`` / ``train_dilation`` set to
+    False keep that mask at all-ones without creating its parameter.
+    """
+
+    def __init__(self, kernel_size: int, train_rf: bool = True, train_dilation: bool = True):
+        super().__init__()
+        if kernel_size < 2:
+            raise ValueError(f"a tap mask needs a kernel of at least 2 taps, got {kernel_size}")
+        k = kernel_size
+        levels = dilation_levels(k)
+        self.kernel_size = k
+        self.beta = nn.Parameter(torch.ones(k)) if train_rf else None
+        self.gamma = nn.Parameter(torch.ones(levels)) if train_dilation and levels > 1 else None
+        alive_beta = torch.ones(k)
+        alive_beta[-1] = 0.0
+        self.register_buffer("_beta_scale", alive_beta, persistent=False)
+        self.register_buffer("_beta_offset", 1.0 - alive_beta, persistent=False)
+        cumsum = torch.tril(torch.ones(k, k))
+        self.register_buffer("_cumsum", cumsum, persistent=False)
+        # _beta_norm[i] = 1 / (number of betas summed into theta_beta[i]) = 1 / (i + 1).
+        self.register_buffer("_beta_norm", 1.0 / torch.arange(1, k + 1).float(), persistent=False)
+        alive_gamma = torch.ones(levels)
+        alive_gamma[-1] = 0.0
+        self.register_buffer("_gamma_scale", alive_gamma, persistent=False)
+        self.register_buffer("_gamma_offset", 1.0 - alive_gamma, persistent=False)
+        # _dil[i, l] = 1 when tap i (j = K-1-i taps back from the most recent) is a multiple
+        # of 2**l back; counting from the most recent tap keeps it alive for every K.
+        dil = torch.zeros(k, levels)
+        for i in range(k):
+            j = k - 1 - i
+            for level in range(levels):
+                dil[i, level] = float(j % (2**level) == 0)
+        self.register_buffer("_dil", dil, persistent=False)
+        self.register_buffer("_gamma_norm", 1.0 / dil.sum(1), persistent=False)
+        self.register_buffer("_ones", torch.ones(k), persistent=False)
+
+    def theta_beta(self) -> Tensor:
+        """Per-tap receptive-field relaxation, shape ``[K]`` (all ones when RF is frozen)."""
+        if self.beta is None:
+            return self._ones
+        beta = self.beta.abs() * self._beta_scale + self._beta_offset
+        return self._cumsum @ beta
+
+    def theta_gamma(self) -> Tensor:
+        """Per-tap dilation relaxation, shape ``[K]`` (all ones when dilation is frozen)."""
+        if self.gamma is None:
+            return self._ones
+        gamma = self.gamma.abs() * self._gamma_scale + self._gamma_offset
+        return self._dil @ gamma
+
+    def forward(self) -> Tensor:
+        """Binarized per-tap mask ``bin(theta_beta) * bin(theta_gamma)`` (STE), shape ``[K]``."""
+        mask = None
+        if self.beta is not None:
+            mask = binarize(self.theta_beta())
+        if self.gamma is not None:
+            g = binarize(self.theta_gamma())
+            mask = g if mask is None else mask * g
+        return self._ones if mask is None else mask
+
+    def soft_taps(self) -> Tensor:
+        """Differentiable effective kernel size.
+
+        ``k_eff = sum_i (theta_beta[i] / (i+1)) * (theta_gamma[i] / n_i)`` where ``n_i`` is the
+        number of gammas summed into tap ``i``: each factor is 1 at init, so ``k_eff = K``
+        at init for every K (PLiNIO normalises the dilation term in the flipped direction and
+        gets e.g. 9.17 for K=6).
+        """
+        beta = self.theta_beta()
+        if self.beta is not None:
+            beta = beta * self._beta_norm
+        gamma = self.theta_gamma()
+        if self.gamma is not None:
+            gamma = gamma * self._gamma_norm
+        return (beta * gamma).sum()
+
+    def kept_taps(self) -> list[int]:
+        """Kernel indices kept by both binarized masks (ascending, always includes ``K-1``)."""
+        with torch.no_grad():
+            keep = (self.theta_beta() > THRESHOLD) & (self.theta_gamma() > THRESHOLD)
+        return [int(i) for i in torch.nonzero(keep).flatten()]

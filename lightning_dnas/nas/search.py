@@ -1,0 +1,354 @@
+"""The search wrappers: a converted network plus its architecture parameters and costs."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .arch import FORMAT, apply_arch
+from .cost.models import CostModel, LayerShape, as_tensor, resolve_costs
+from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
+from .graph.trace import as_tuple, propagate_shapes, trace
+from .pit.convert import build_search_network, searchable_taps
+from .pit.masks import THRESHOLD, TapMask
+
+Selector = str | type
+
+
+def _matches(name: str, module: nn.Module, selectors: Sequence[Selector]) -> bool:
+    for sel in selectors:
+        if isinstance(sel, type) and isinstance(module, sel):
+            return True
+        if isinstance(sel, str) and fnmatch.fnmatchcase(name, sel):
+            return True
+    return False
+
+
+def _selectors(value: Selector | Iterable[Selector] | None) -> list[Selector]:
+    if value is None:
+        return []
+    if isinstance(value, (str, type)):
+        return [value]
+    out = list(value)
+    for sel in out:
+        if not isinstance(sel, (str, type)):
+            raise TypeError(f"include/exclude take module names (globs) or types, got {sel!r}")
+    return out
+
+
+class SearchModel(nn.Module):
+    """Common API of the search wrappers: costs, regulariser, parameter split, export."""
+
+    costs: dict[str, CostModel]
+
+    def soft_cost(self, name: str | None = None) -> Tensor:
+        """Differentiable cost of the current architecture (``name``: which cost; default
+        the first one given)."""
+        raise NotImplementedError
+
+    def hard_cost(self, name: str | None = None) -> float:
+        """Exact cost of the architecture that ``export()`` would produce."""
+        raise NotImplementedError
+
+    def _cost_name(self, name: str | None) -> str:
+        if name is None:
+            return next(iter(self.costs))
+        if name not in self.costs:
+            raise KeyError(f"unknown cost {name!r}; this search has costs {list(self.costs)}")
+        return name
+
+    def regularizer(
+        self,
+        strength: float | Mapping[str, float],
+        target: float | Mapping[str, float] | None = None,
+    ) -> Tensor:
+        """``sum_n lambda_n * R_n`` with ``R_n = cost_n`` or, when a target (budget) is given,
+        the hinge ``max(0, cost_n - target_n)``.
+
+        ``strength`` is one lambda for the first cost or a ``{cost name: lambda}`` dict;
+        ``target`` likewise.
+        """
+        first = self._cost_name(None)
+        lambdas = {first: float(strength)} if not isinstance(strength, Mapping) else strength
+        targets: Mapping[str, float] = (
+            {} if target is None else {first: float(target)}
+            if not isinstance(target, Mapping) else target
+        )  # fmt: skip
+        unknown = (set(lambdas) | set(targets)) - set(self.costs)
+        if unknown:
+            raise KeyError(f"unknown cost(s) {sorted(unknown)}; costs are {list(self.costs)}")
+        total: Tensor | None = None
+        for name, lam in lambdas.items():
+            cost = self.soft_cost(name)
+            if name in targets:
+                cost = torch.relu(cost - targets[name])
+            term = lam * cost
+            total = term if total is None else total + term
+        assert total is not None, "strength={} gives no regulariser term"
+        return total
+
+
+class PIT(SearchModel):
+    """PIT search of an unmodified network (SPEC sections 2-4).
+
+    ``PIT(model, example_input, cost="params")`` traces ``model`` (a deep copy; the original
+    is left untouched) with torch.fx, gives every Conv/Linear output-channel group a mask
+    (sharing masks across residual adds, depthwise convs, concatenations and flattens) and
+    every stride-1 Conv1d a receptive-field and a dilation mask. Calling the wrapper runs the
+    masked network. The wrapper is in training mode after construction.
+
+    Args:
+        model: the seed network.
+        example_input: a tensor (or tuple of tensors) the network accepts, used for tracing
+            shapes and to check the exported network.
+        cost: ``"params"``, ``"macs"``, ``"macs_no_bias"``, a :class:`CostModel`, a function
+            of :class:`LayerShape`, or a ``{name: cost}`` dict of several.
+        include: if given, only these layers (names with globs, or types) are searched.
+        exclude: layers kept whole (names with globs, or types); still counted in the cost.
+            Their own output channels and kernel are not searched; their input channels
+            follow their producer.
+        train_channels, train_rf, train_dilation: which masks exist.
+        leaf_modules: module types or names traced as opaque calls (their channels frozen).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        cost: Any = "params",
+        include: Selector | Iterable[Selector] | None = None,
+        exclude: Selector | Iterable[Selector] | None = None,
+        train_channels: bool = True,
+        train_rf: bool = True,
+        train_dilation: bool = True,
+        leaf_modules: Iterable[Selector] = (),
+    ) -> None:
+        super().__init__()
+        self.costs = resolve_costs(cost)
+        includes, excludes = _selectors(include), _selectors(exclude)
+        leaves = _selectors(leaf_modules)
+        seed = copy.deepcopy(model)
+        seed.train(model.training)
+
+        def searchable(name: str, module: nn.Module) -> bool:
+            if includes and not _matches(name, module, includes):
+                return False
+            return not _matches(name, module, excludes)
+
+        leaf_types = [s for s in leaves if isinstance(s, type)]
+        leaf_names = [n for n, m in seed.named_modules() if n and _matches(n, m, leaves)
+                      and not isinstance(m, type)]  # fmt: skip
+        gm = trace(seed, leaf_types=leaf_types, leaf_names=leaf_names)
+        propagate_shapes(gm, example_input)
+        cg = analyse(gm, searchable)
+        if not train_channels:
+            cg.frozen.update(cg.root(g) for g in cg.parent)
+        tap_masks: dict[str, TapMask] = {}
+        if train_rf or train_dilation:
+            for lc in cg.layers:
+                if lc.name not in tap_masks and searchable_taps(lc.module) and searchable(
+                    lc.name, lc.module
+                ):
+                    tap_masks[lc.name] = TapMask(lc.module.kernel_size[0], train_rf,
+                                                 train_dilation)  # fmt: skip
+        plan = build_search_network(gm, cg, tap_masks)
+        self._warn_frozen(cg)
+        self.net = gm
+        self.channel_masks = nn.ModuleDict({str(k): m for k, m in plan.masks.items()})
+        self.tap_masks = nn.ModuleDict({_key(k): m for k, m in plan.taps.items()})
+        self._graph = cg
+        self._norms = plan.norms
+        self._seed = [seed]  # in a list: shares weights with self.net, not registered twice
+        self._example = tuple(
+            t.detach().clone() if isinstance(t, Tensor) else t for t in as_tuple(example_input)
+        )
+        self._calls = cg.layers
+        first: dict[str, LayerCall] = {}
+        for lc in cg.layers:
+            first.setdefault(lc.name, lc)
+        self._first_calls = list(first.values())
+        self.train()
+
+    # -- running --------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the masked network."""
+        return self.net(*args, **kwargs)
+
+    def nas_parameters(self) -> Iterator[nn.Parameter]:
+        """Trainable architecture parameters: channel ``alpha``, tap ``beta``/``gamma``."""
+        yield from self.channel_masks.parameters()
+        yield from self.tap_masks.parameters()
+
+    def net_parameters(self) -> Iterator[nn.Parameter]:
+        """Trainable network weights (everything but the architecture parameters)."""
+        yield from (p for p in self.net.parameters() if p.requires_grad)
+
+    # -- costs ----------------------------------------------------------------------------
+    def _mask(self, group: int) -> Any:
+        return self.channel_masks[str(self._graph.root(group))]
+
+    def _count(self, layout: Layout | None, hard: bool, fixed: int) -> Any:
+        if layout is None:
+            return fixed
+        total: Any = 0
+        for s in layout.segments:
+            if self._graph.is_frozen(s.group):
+                total = total + s.size * s.rep
+                continue
+            theta = self._mask(s.group).theta()
+            n = int((theta > THRESHOLD).sum()) if hard else theta.sum()
+            total = total + n * s.rep
+        return total
+
+    def _kernel(self, lc: LayerCall, hard: bool) -> Any:
+        if isinstance(lc.module, nn.Linear):
+            return 1
+        taps = self.tap_masks.get(_key(lc.name), None)
+        if taps is None:
+            return math.prod(lc.module.kernel_size)
+        return len(taps.kept_taps()) if hard else taps.soft_taps()
+
+    def _shape(self, lc: LayerCall, hard: bool) -> LayerShape:
+        mod = lc.module
+        linear = isinstance(mod, nn.Linear)
+        cin = mod.in_features if linear else mod.in_channels
+        cout = self._count(lc.out_layout, hard, mod.out_features if linear else mod.out_channels)
+        cin = cout if lc.kind == "depthwise" else self._count(lc.in_layout, hard, cin)
+        return LayerShape(
+            name=lc.name, module=mod, kind=lc.kind, in_channels=cin, out_channels=cout,
+            kernel=self._kernel(lc, hard), groups=1 if linear else mod.groups,
+            bias=mod.bias is not None, positions=lc.positions,
+        )  # fmt: skip
+
+    def _layer_calls(self, model: CostModel) -> list[LayerCall]:
+        return self._calls if model.per_call else self._first_calls
+
+    def soft_cost(self, name: str | None = None) -> Tensor:
+        """Differentiable cost: channel counts ``sum(theta)``, soft kernel sizes."""
+        model = self.costs[self._cost_name(name)]
+        ref = next(self.net.parameters())
+        total = ref.new_zeros(())
+        for lc in self._layer_calls(model):
+            total = total + as_tensor(model(self._shape(lc, hard=False)), ref)
+        return total
+
+    def hard_cost(self, name: str | None = None) -> float:
+        """Exact cost of the binarized architecture (equals the exported network's)."""
+        model = self.costs[self._cost_name(name)]
+        return float(sum(float(model(self._shape(lc, hard=True)))
+                         for lc in self._layer_calls(model)))  # fmt: skip
+
+    # -- architecture ---------------------------------------------------------------------
+    def _kept(self, layout: Layout | None) -> list[int] | None:
+        if layout is None or not self._graph.searchable(layout):
+            return None
+        kept: list[int] = []
+        offset = 0
+        for s in layout.segments:
+            if self._graph.is_frozen(s.group):
+                channels = range(s.size)
+            else:
+                channels = self._mask(s.group).kept().tolist()
+            for c in channels:
+                kept.extend(range(offset + c * s.rep, offset + (c + 1) * s.rep))
+            offset += s.size * s.rep
+        return None if len(kept) == layout.width else kept
+
+    def arch(self) -> dict[str, Any]:
+        """The found architecture as JSON-able data (see :mod:`lightning_dnas.nas.arch`)."""
+        modules: dict[str, Any] = {}
+        for lc in self._first_calls:
+            mod = lc.module
+            out = self._kept(lc.out_layout)
+            entry: dict[str, Any] = {"type": type(mod).__name__, "out": out}
+            entry["in"] = out if lc.kind == "depthwise" else self._kept(lc.in_layout)
+            width = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+            entry["out_channels"] = width if out is None else len(out)
+            if not isinstance(mod, nn.Linear):
+                taps = None
+                if _key(lc.name) in self.tap_masks:
+                    taps = self.tap_masks[_key(lc.name)].kept_taps()
+                    if len(taps) == mod.kernel_size[0]:
+                        taps = None
+                entry["taps"] = taps
+                entry["kernel_size"] = list(mod.kernel_size) if taps is None else [len(taps)]
+                entry["dilation"] = (list(mod.dilation) if taps is None or len(taps) < 2
+                                     else [(taps[1] - taps[0]) * mod.dilation[0]])  # fmt: skip
+            if out is not None or entry["in"] is not None or entry.get("taps") is not None:
+                modules[lc.name] = entry
+        for name, layout in self._norms.items():
+            keep = self._kept(layout)
+            if keep is not None:
+                norm = self._seed[0].get_submodule(name)
+                modules[name] = {"type": type(norm).__name__, "keep": keep,
+                                 "num_features": len(keep)}  # fmt: skip
+        return {"format": FORMAT, "method": "pit", "modules": modules}
+
+    def export(self, check: bool = True) -> nn.Module:
+        """The found network as a plain module: a copy of the seed network (its own class)
+        with each searched layer replaced by its trained, sliced copy.
+
+        With ``check`` the exported network and the masked network are run in eval mode on
+        the example input and must agree (max abs difference <= 1e-5 of the output scale);
+        otherwise a RuntimeError is raised instead of returning a wrong network.
+        """
+        exported = apply_arch(copy.deepcopy(self._seed[0]), self.arch())
+        if check:
+            self._check_export(exported)
+        return exported
+
+    def _check_export(self, exported: nn.Module) -> None:
+        was_training = self.training
+        self.eval()
+        exported.eval()
+        try:
+            with torch.no_grad():
+                ref = _tensors(self(*self._example))
+                out = _tensors(exported(*self._example))
+        finally:
+            self.train(was_training)
+        for a, b in zip(ref, out, strict=True):
+            scale = max(float(a.abs().max()), 1.0) if a.numel() else 1.0
+            err = float((a - b).abs().max()) if a.numel() else 0.0
+            if a.shape != b.shape or err > 1e-5 * scale:
+                raise RuntimeError(
+                    f"the exported network differs from the search network (max abs difference"
+                    f" {err:.3g}, shapes {tuple(a.shape)} vs {tuple(b.shape)}); this is a bug in"
+                    " lightning_dnas's conversion: please report it with the model"
+                )
+        exported.train(was_training)
+
+    def _warn_frozen(self, cg: ChannelGraph) -> None:
+        producers: dict[int, list[str]] = {}
+        for lc in cg.layers:
+            for s in lc.out_layout.segments:
+                producers.setdefault(cg.root(s.group), []).append(lc.name)
+        for reason, groups in cg.freeze_events:
+            layers = sorted({n for g in groups for n in producers.get(cg.root(g), [])})
+            if layers:
+                warnings.warn(
+                    f"lightning_dnas: {reason} is not searchable; the output channels of "
+                    f"{', '.join(layers)} are kept whole",
+                    stacklevel=3,
+                )
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "/")
+
+
+def _tensors(out: Any) -> list[Tensor]:
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _tensors(o)]
+    return []
