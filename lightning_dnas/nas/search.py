@@ -161,8 +161,16 @@ class PIT(SearchModel):
         plan = build_search_network(gm, cg, tap_masks)
         self._warn_frozen(cg)
         self.net = gm
-        self.channel_masks = nn.ModuleDict({str(k): m for k, m in plan.masks.items()})
+        owner: dict[int, str] = {}
+        for lc in cg.layers:
+            owner.setdefault(cg.root(lc.out_layout.segments[0].group), lc.name)
+        # Keyed by the first layer writing the group ("stack1/conv"): readable in logs.
+        self.channel_masks = nn.ModuleDict(
+            {_key(owner[root]): m for root, m in plan.masks.items()}
+        )
+        self._group_masks = plan.masks  # by group root; the same modules as channel_masks
         self.tap_masks = nn.ModuleDict({_key(k): m for k, m in plan.taps.items()})
+        self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
         self._norms = plan.norms
         self._seed = [seed]  # in a list: shares weights with self.net, not registered twice
@@ -192,7 +200,7 @@ class PIT(SearchModel):
 
     # -- costs ----------------------------------------------------------------------------
     def _mask(self, group: int) -> Any:
-        return self.channel_masks[str(self._graph.root(group))]
+        return self._group_masks[self._graph.root(group)]
 
     def _count(self, layout: Layout | None, hard: bool, fixed: int) -> Any:
         if layout is None:
@@ -210,7 +218,7 @@ class PIT(SearchModel):
     def _kernel(self, lc: LayerCall, hard: bool) -> Any:
         if isinstance(lc.module, nn.Linear):
             return 1
-        taps = self.tap_masks.get(_key(lc.name), None)
+        taps = self._taps.get(lc.name)
         if taps is None:
             return math.prod(lc.module.kernel_size)
         return len(taps.kept_taps()) if hard else taps.soft_taps()
@@ -273,8 +281,8 @@ class PIT(SearchModel):
             entry["out_channels"] = width if out is None else len(out)
             if not isinstance(mod, nn.Linear):
                 taps = None
-                if _key(lc.name) in self.tap_masks:
-                    taps = self.tap_masks[_key(lc.name)].kept_taps()
+                if lc.name in self._taps:
+                    taps = self._taps[lc.name].kept_taps()
                     if len(taps) == mod.kernel_size[0]:
                         taps = None
                 entry["taps"] = taps

@@ -1,6 +1,5 @@
 """Shape, size, cost and fx-traceability checks of the MLPerf Tiny seed models."""
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,6 +8,7 @@ import torch
 from torch import nn
 
 from lightning_dnas.zoo import DSCNN, AutoEncoder, DSCNNThesis, MobileNetV1, ResNet8, TCResNet14
+from tests.support import conv_linear_costs
 
 
 @dataclass(frozen=True)
@@ -31,30 +31,6 @@ CASES = {
 }
 
 each_model = pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-
-
-def conv_linear_costs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """Params (each module once) and per-sample MACs (every call) of all convs and linears."""
-    params: dict[nn.Module, int] = {}
-    macs = 0
-
-    def hook(module: nn.Module, _inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal macs
-        count = module.weight.numel() + (0 if module.bias is None else module.bias.numel())
-        params[module] = count
-        spatial = out.shape[2:] if isinstance(module, nn.modules.conv._ConvNd) else out.shape[1:-1]
-        macs += count * math.prod(spatial)
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
-    ]
-    with torch.no_grad():
-        model(x)
-    for handle in handles:
-        handle.remove()
-    return sum(params.values()), macs
 
 
 def batch(case: Case, size: int = 2) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""Untraceable networks give UnsupportedModelError naming the module; the model is untouched."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_dnas import PIT, UnsupportedModelError
+
+
+class DataDependent(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # Python control flow on a tensor value
+            return x
+        return -x
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.gate = DataDependent()
+
+    def forward(self, x):
+        return self.gate(self.conv(x))
+
+
+def test_untraceable_model_names_the_module_and_suggests_a_fix():
+    model = Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UnsupportedModelError, match=r"inside `gate`.*exclude=\['gate'\]"):
+        PIT(model, torch.randn(1, 3, 4, 4))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert type(model.gate) is DataDependent
+
+
+def test_leaf_module_makes_it_traceable_and_freezes_its_channels():
+    with pytest.warns(UserWarning, match="conv are kept whole"):
+        search = PIT(Net(), torch.randn(1, 3, 4, 4), leaf_modules=[DataDependent])
+    assert list(search.nas_parameters()) == []
