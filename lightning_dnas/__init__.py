@@ -6,12 +6,28 @@ Engine (pure PyTorch)::
     loss = task_loss(search(x), y) + search.regularizer(1e-6)  # lambda * soft cost
     net = search.export()                                      # plain nn.Module
     spec = search.arch(); apply_arch(fresh_model, spec)        # rebuild the structure
+
+    SuperNetModule([...candidates])   # place a choice in any network
+    search = SuperNet(model, example_input=x, cost="macs", softmax="hard_gumbel")
 """
 
 from .nas.arch import apply_arch
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
 from .nas.search import PIT
+from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
+from .nas.supernet.search import SuperNet
 
-__all__ = ["PIT", "CostModel", "LayerShape", "UnsupportedModelError", "apply_arch"]
+__all__ = [
+    "PIT",
+    "CostModel",
+    "LayerShape",
+    "SuperNet",
+    "SuperNetModule",
+    "UnsupportedModelError",
+    "apply_arch",
+    "set_softmax",
+    "set_temperature",
+    "temperature_schedule",
+]
 __version__ = "0.1.0"

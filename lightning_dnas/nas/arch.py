@@ -2,7 +2,8 @@
 
 Format (``"format": "lightning_dnas.arch/1"``)::
 
-    {"format": ..., "method": "pit",
+    {"format": ..., "method": "pit" | "supernet",
+     "choices": {"block1": {"index": 2, "name": "dw_sep"}},   # SuperNet: kept candidates
      "modules": {"features.0": {"type": "Conv2d", "in": [kept input channels] | null,
                                 "out": [kept output channels] | null,
                                 "taps": [kept kernel taps] | null,
@@ -21,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from .pit.export import export_conv, export_linear, export_norm
+from .supernet.module import SuperNetModule
 
 FORMAT = "lightning_dnas.arch/1"
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -42,6 +44,14 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
             f"expected {FORMAT!r})"
         )
+    for name, choice in spec.get("choices", {}).items():
+        module = model.get_submodule(name) if name else model
+        if not isinstance(module, SuperNetModule):
+            raise ValueError(f"the architecture chooses a candidate at `{name}`, which is a "
+                             f"{type(module).__name__}, not a SuperNetModule")  # fmt: skip
+        if choice["name"] not in module.names:
+            raise ValueError(f"`{name}` has candidates {module.names}, not {choice['name']!r}")
+        set_submodule(model, name, module.candidates[choice["name"]])
     for name, entry in spec["modules"].items():
         try:
             layer = model.get_submodule(name)

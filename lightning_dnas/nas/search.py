@@ -309,29 +309,8 @@ class PIT(SearchModel):
         """
         exported = apply_arch(copy.deepcopy(self._seed[0]), self.arch())
         if check:
-            self._check_export(exported)
+            check_export(self, exported, self._example)
         return exported
-
-    def _check_export(self, exported: nn.Module) -> None:
-        was_training = self.training
-        self.eval()
-        exported.eval()
-        try:
-            with torch.no_grad():
-                ref = _tensors(self(*self._example))
-                out = _tensors(exported(*self._example))
-        finally:
-            self.train(was_training)
-        for a, b in zip(ref, out, strict=True):
-            scale = max(float(a.abs().max()), 1.0) if a.numel() else 1.0
-            err = float((a - b).abs().max()) if a.numel() else 0.0
-            if a.shape != b.shape or err > 1e-5 * scale:
-                raise RuntimeError(
-                    f"the exported network differs from the search network (max abs difference"
-                    f" {err:.3g}, shapes {tuple(a.shape)} vs {tuple(b.shape)}); this is a bug in"
-                    " lightning_dnas's conversion: please report it with the model"
-                )
-        exported.train(was_training)
 
     def _warn_frozen(self, cg: ChannelGraph) -> None:
         producers: dict[int, list[str]] = {}
@@ -346,6 +325,35 @@ class PIT(SearchModel):
                     f"{', '.join(layers)} are kept whole",
                     stacklevel=3,
                 )
+
+
+def check_export(search: nn.Module, exported: nn.Module, example: tuple[Any, ...]) -> None:
+    """Run ``search`` and ``exported`` in eval mode on ``example`` and raise a RuntimeError
+    unless every output agrees (max abs difference <= 1e-5 of the output scale): a wrong
+    network is never returned silently. Both keep their train/eval mode afterwards."""
+    modes = {m: m.training for m in (*search.modules(), *exported.modules())}
+    search.eval()
+    exported.eval()
+    try:
+        with torch.no_grad():
+            ref = _tensors(search(*example))
+            out = _tensors(exported(*example))
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    if len(ref) != len(out):
+        raise RuntimeError("the exported network returns a different number of outputs")
+    for a, b in zip(ref, out, strict=True):
+        if a.shape != b.shape:
+            raise RuntimeError(f"the exported network's output has shape {tuple(b.shape)}, "
+                               f"the search network's {tuple(a.shape)}")  # fmt: skip
+        err = float((a - b).abs().max()) if a.numel() else 0.0
+        scale = max(float(a.abs().max()), 1.0) if a.numel() else 1.0
+        if err > 1e-5 * scale:
+            raise RuntimeError(
+                f"the exported network differs from the search network (max abs difference "
+                f"{err:.3g}); this is a bug in lightning_dnas's conversion: please report it"
+            )
 
 
 def _key(name: str) -> str:

@@ -1,5 +1,7 @@
 """PIT masks against the worked examples and properties of SPEC section 2."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -87,5 +89,5 @@ def test_kept_taps_are_a_regular_suffix_with_the_most_recent(k, beta, gamma):
     kept = taps.kept_taps()
     assert kept[-1] == k - 1
     assert sum(taps().tolist()) == len(kept)  # the hard cost counts exactly the kept taps
-    steps = {b - a for a, b in zip(kept, kept[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(kept)}
     assert len(steps) <= 1 and all(s & (s - 1) == 0 for s in steps)  # one power-of-two step
