@@ -14,14 +14,14 @@ Engine (pure PyTorch)::
 from .nas.arch import apply_arch
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
-from .nas.search import PIT
+from .nas.search import PIT, PITSuperNet, SuperNet
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
-from .nas.supernet.search import SuperNet
 
 __all__ = [
     "PIT",
     "CostModel",
     "LayerShape",
+    "PITSuperNet",
     "SuperNet",
     "SuperNetModule",
     "UnsupportedModelError",

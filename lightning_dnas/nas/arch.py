@@ -37,21 +37,13 @@ def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Shrink ``model`` in place to the architecture ``spec`` (from ``search.arch()``) and
-    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy, keeping
-    the model's own class and forward."""
+    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy, then each
+    SuperNetModule by its chosen candidate, keeping the model's own class and forward."""
     if spec.get("format") != FORMAT:
         raise ValueError(
             f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
             f"expected {FORMAT!r})"
         )
-    for name, choice in spec.get("choices", {}).items():
-        module = model.get_submodule(name) if name else model
-        if not isinstance(module, SuperNetModule):
-            raise ValueError(f"the architecture chooses a candidate at `{name}`, which is a "
-                             f"{type(module).__name__}, not a SuperNetModule")  # fmt: skip
-        if choice["name"] not in module.names:
-            raise ValueError(f"`{name}` has candidates {module.names}, not {choice['name']!r}")
-        set_submodule(model, name, module.candidates[choice["name"]])
     for name, entry in spec["modules"].items():
         try:
             layer = model.get_submodule(name)
@@ -64,6 +56,14 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
                 f"{entry['type']}: was the spec made for another seed network?"
             )
         set_submodule(model, name, _export_layer(layer, entry))
+    for name, choice in spec.get("choices", {}).items():
+        module = model.get_submodule(name)
+        if not isinstance(module, SuperNetModule):
+            raise ValueError(f"the architecture chooses a candidate at `{name}`, which is a "
+                             f"{type(module).__name__}, not a SuperNetModule")  # fmt: skip
+        if choice["name"] not in module.names:
+            raise ValueError(f"`{name}` has candidates {module.names}, not {choice['name']!r}")
+        set_submodule(model, name, module.candidates[choice["name"]])
     return model
 
 

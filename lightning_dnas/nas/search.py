@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .arch import FORMAT, apply_arch
+from .arch import FORMAT, apply_arch, set_submodule
 from .cost.models import CostModel, LayerShape, as_tensor, resolve_costs
 from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
+from .pit.layers import MaskedBatchNorm, MaskedConv, MaskedLinear
 from .pit.masks import THRESHOLD, TapMask
+from .supernet.module import SuperNetModule, icv_loss, set_softmax, set_temperature
 
 Selector = str | type
 
@@ -95,28 +97,17 @@ class SearchModel(nn.Module):
         return total
 
 
-class PIT(SearchModel):
-    """PIT search of an unmodified network (SPEC sections 2-4).
+class DNAS(SearchModel):
+    """A converted network with PIT masks and/or SuperNet choices: the common engine of
+    :class:`PIT`, :class:`SuperNet` and :class:`PITSuperNet` (use those presets).
 
-    ``PIT(model, example_input, cost="params")`` traces ``model`` (a deep copy; the original
-    is left untouched) with torch.fx, gives every Conv/Linear output-channel group a mask
-    (sharing masks across residual adds, depthwise convs, concatenations and flattens) and
-    every stride-1 Conv1d a receptive-field and a dilation mask. Calling the wrapper runs the
-    masked network. The wrapper is in training mode after construction.
-
-    Args:
-        model: the seed network.
-        example_input: a tensor (or tuple of tensors) the network accepts, used for tracing
-            shapes and to check the exported network.
-        cost: ``"params"``, ``"macs"``, ``"macs_no_bias"``, a :class:`CostModel`, a function
-            of :class:`LayerShape`, or a ``{name: cost}`` dict of several.
-        include: if given, only these layers (names with globs, or types) are searched.
-        exclude: layers kept whole (names with globs, or types); still counted in the cost.
-            Their own output channels and kernel are not searched; their input channels
-            follow their producer.
-        train_channels, train_rf, train_dilation: which masks exist.
-        leaf_modules: module types or names traced as opaque calls (their channels frozen).
+    The network is a deep copy of ``model`` (the original is untouched) in which layers are
+    swapped for masked versions in place, so it keeps the user's class and forward; calling
+    the wrapper runs it. Channel groups, costs and export come from a torch.fx analysis of
+    the network (SuperNetModules traced through when ``search_choices``).
     """
+
+    method = "dnas"
 
     def __init__(
         self,
@@ -129,23 +120,32 @@ class PIT(SearchModel):
         train_rf: bool = True,
         train_dilation: bool = True,
         leaf_modules: Iterable[Selector] = (),
+        search_choices: bool = False,
+        softmax: str | None = None,
+        temperature: float | None = None,
+        sampled_cost: bool = False,
     ) -> None:
         super().__init__()
         self.costs = resolve_costs(cost)
         includes, excludes = _selectors(include), _selectors(exclude)
         leaves = _selectors(leaf_modules)
-        seed = copy.deepcopy(model)
-        seed.train(model.training)
+        net = copy.deepcopy(model)
+        net.train(model.training)
 
         def searchable(name: str, module: nn.Module) -> bool:
             if includes and not _matches(name, module, includes):
                 return False
             return not _matches(name, module, excludes)
 
+        self.choices = _choices(net) if search_choices else {}
+        if search_choices and not self.choices:
+            raise ValueError(
+                f"{type(model).__name__} has no SuperNetModule: place choices with "
+                "lightning_dnas.SuperNetModule([...]) or use PIT for a plain network"
+            )
         leaf_types = [s for s in leaves if isinstance(s, type)]
-        leaf_names = [n for n, m in seed.named_modules() if n and _matches(n, m, leaves)
-                      and not isinstance(m, type)]  # fmt: skip
-        gm = trace(seed, leaf_types=leaf_types, leaf_names=leaf_names)
+        leaf_names = [n for n, m in net.named_modules() if n and _matches(n, m, leaves)]
+        gm = trace(net, leaf_types, leaf_names, expand_choices=search_choices)
         propagate_shapes(gm, example_input)
         cg = analyse(gm, searchable)
         if not train_channels:
@@ -158,9 +158,10 @@ class PIT(SearchModel):
                 ):
                     tap_masks[lc.name] = TapMask(lc.module.kernel_size[0], train_rf,
                                                  train_dilation)  # fmt: skip
-        plan = build_search_network(gm, cg, tap_masks)
-        self._warn_frozen(cg)
-        self.net = gm
+        plan = build_search_network(net, gm, cg, tap_masks)
+        if train_channels:
+            _warn_frozen(cg)
+        self.net = net
         owner: dict[int, str] = {}
         for lc in cg.layers:
             owner.setdefault(cg.root(lc.out_layout.segments[0].group), lc.name)
@@ -173,32 +174,62 @@ class PIT(SearchModel):
         self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
         self._norms = plan.norms
-        self._seed = [seed]  # in a list: shares weights with self.net, not registered twice
         self._example = tuple(
             t.detach().clone() if isinstance(t, Tensor) else t for t in as_tuple(example_input)
         )
-        self._calls = cg.layers
         first: dict[str, LayerCall] = {}
         for lc in cg.layers:
             first.setdefault(lc.name, lc)
+        self._calls = cg.layers
         self._first_calls = list(first.values())
+        self._owners = {lc.name: self._owner(lc.name) for lc in cg.layers}
+        if softmax is not None:
+            set_softmax(self.net, softmax)
+        if temperature is not None:
+            set_temperature(self.net, temperature)
+        self.sampled_cost = sampled_cost
         self.train()
 
     # -- running --------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the masked network."""
+        """Run the search network (masked layers; choices mix their candidates)."""
         return self.net(*args, **kwargs)
 
     def nas_parameters(self) -> Iterator[nn.Parameter]:
-        """Trainable architecture parameters: channel ``alpha``, tap ``beta``/``gamma``."""
+        """Trainable architecture parameters: channel ``alpha``, tap ``beta``/``gamma`` and
+        the choices' logits."""
         yield from self.channel_masks.parameters()
         yield from self.tap_masks.parameters()
+        for choice in self.choices.values():
+            if choice.alpha.requires_grad:
+                yield choice.alpha
 
     def net_parameters(self) -> Iterator[nn.Parameter]:
         """Trainable network weights (everything but the architecture parameters)."""
-        yield from (p for p in self.net.parameters() if p.requires_grad)
+        alphas = {id(c.alpha) for c in self.choices.values()}
+        yield from (p for p in self.net.parameters() if p.requires_grad and id(p) not in alphas)
+
+    def set_softmax(self, mode: str) -> None:
+        """Set the combiner mode of every choice."""
+        set_softmax(self.net, mode)
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the temperature of every choice (anneal with ``temperature_schedule``)."""
+        set_temperature(self.net, temperature)
+
+    def icv(self, eps: float = 1e-3) -> Tensor:
+        """ICV polarisation loss ``sum_m mean(p_m)^2 / (var(p_m) + eps)`` (0 without choices)."""
+        return icv_loss(self.net, eps=eps, sampled=self.sampled_cost)
 
     # -- costs ----------------------------------------------------------------------------
+    def _owner(self, name: str) -> tuple[str, int] | None:
+        """(choice, candidate index) whose candidate contains layer ``name``, if any."""
+        for choice_name, choice in self.choices.items():
+            prefix = f"{choice_name}.candidates."
+            if name.startswith(prefix):
+                return choice_name, choice.names.index(name[len(prefix):].split(".")[0])
+        return None
+
     def _mask(self, group: int) -> Any:
         return self._group_masks[self._graph.root(group)]
 
@@ -238,20 +269,44 @@ class PIT(SearchModel):
     def _layer_calls(self, model: CostModel) -> list[LayerCall]:
         return self._calls if model.per_call else self._first_calls
 
+    def _weights(self, choice: SuperNetModule) -> Tensor:
+        if self.sampled_cost:
+            if choice.last_theta is None:
+                raise RuntimeError("sampled_cost=True needs a forward before the cost")
+            return choice.last_theta
+        return choice.probabilities()
+
     def soft_cost(self, name: str | None = None) -> Tensor:
-        """Differentiable cost: channel counts ``sum(theta)``, soft kernel sizes."""
+        """Differentiable cost: channel counts ``sum(theta)``, soft kernel sizes; each
+        candidate's layers weighted by its choice's ``p = softmax(alpha / T)`` (expected
+        cost; the last forward's theta with ``sampled_cost``)."""
         model = self.costs[self._cost_name(name)]
         ref = next(self.net.parameters())
         total = ref.new_zeros(())
+        per_candidate: dict[tuple[str, int], Tensor] = {}
         for lc in self._layer_calls(model):
-            total = total + as_tensor(model(self._shape(lc, hard=False)), ref)
+            term = as_tensor(model(self._shape(lc, hard=False)), ref)
+            owner = self._owners[lc.name]
+            if owner is None:
+                total = total + term
+            else:
+                per_candidate[owner] = per_candidate.get(owner, 0.0) + term
+        for cname, choice in self.choices.items():
+            costs = [per_candidate.get((cname, i), ref.new_zeros(()))
+                     for i in range(len(choice.names))]  # fmt: skip
+            total = total + (self._weights(choice) * torch.stack(costs)).sum()
         return total
 
     def hard_cost(self, name: str | None = None) -> float:
-        """Exact cost of the binarized architecture (equals the exported network's)."""
+        """Exact cost of the binarized, argmax architecture (equals the exported network's)."""
         model = self.costs[self._cost_name(name)]
-        return float(sum(float(model(self._shape(lc, hard=True)))
-                         for lc in self._layer_calls(model)))  # fmt: skip
+        chosen = {n: c.argmax() for n, c in self.choices.items()}
+        total = 0.0
+        for lc in self._layer_calls(model):
+            owner = self._owners[lc.name]
+            if owner is None or chosen[owner[0]] == owner[1]:
+                total += float(model(self._shape(lc, hard=True)))
+        return total
 
     # -- architecture ---------------------------------------------------------------------
     def _kept(self, layout: Layout | None) -> list[int] | None:
@@ -269,62 +324,211 @@ class PIT(SearchModel):
             offset += s.size * s.rep
         return None if len(kept) == layout.width else kept
 
+    def _exported(self, name: str) -> bool:
+        owner = self._owner(name)
+        return owner is None or self.choices[owner[0]].argmax() == owner[1]
+
     def arch(self) -> dict[str, Any]:
         """The found architecture as JSON-able data (see :mod:`lightning_dnas.nas.arch`)."""
         modules: dict[str, Any] = {}
         for lc in self._first_calls:
-            mod = lc.module
-            out = self._kept(lc.out_layout)
-            entry: dict[str, Any] = {"type": type(mod).__name__, "out": out}
-            entry["in"] = out if lc.kind == "depthwise" else self._kept(lc.in_layout)
-            width = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
-            entry["out_channels"] = width if out is None else len(out)
-            if not isinstance(mod, nn.Linear):
-                taps = None
-                if lc.name in self._taps:
-                    taps = self._taps[lc.name].kept_taps()
-                    if len(taps) == mod.kernel_size[0]:
-                        taps = None
-                entry["taps"] = taps
-                entry["kernel_size"] = list(mod.kernel_size) if taps is None else [len(taps)]
-                entry["dilation"] = (list(mod.dilation) if taps is None or len(taps) < 2
-                                     else [(taps[1] - taps[0]) * mod.dilation[0]])  # fmt: skip
-            if out is not None or entry["in"] is not None or entry.get("taps") is not None:
+            if not self._exported(lc.name):
+                continue
+            entry = self._layer_entry(lc)
+            if entry["out"] is not None or entry["in"] is not None or entry.get("taps"):
                 modules[lc.name] = entry
         for name, layout in self._norms.items():
             keep = self._kept(layout)
-            if keep is not None:
-                norm = self._seed[0].get_submodule(name)
+            if keep is not None and self._exported(name):
+                norm = self.net.get_submodule(name).layer
                 modules[name] = {"type": type(norm).__name__, "keep": keep,
                                  "num_features": len(keep)}  # fmt: skip
-        return {"format": FORMAT, "method": "pit", "modules": modules}
+        chosen = {n: {"index": c.argmax(), "name": c.names[c.argmax()]}
+                  for n, c in self.choices.items()}  # fmt: skip
+        return {"format": FORMAT, "method": self.method, "choices": chosen, "modules": modules}
+
+    def _layer_entry(self, lc: LayerCall) -> dict[str, Any]:
+        mod = lc.module
+        out = self._kept(lc.out_layout)
+        entry: dict[str, Any] = {"type": type(mod).__name__, "out": out}
+        entry["in"] = out if lc.kind == "depthwise" else self._kept(lc.in_layout)
+        width = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+        entry["out_channels"] = width if out is None else len(out)
+        if not isinstance(mod, nn.Linear):
+            taps = self._taps[lc.name].kept_taps() if lc.name in self._taps else None
+            if taps is not None and len(taps) == mod.kernel_size[0]:
+                taps = None
+            entry["taps"] = taps
+            entry["kernel_size"] = list(mod.kernel_size) if taps is None else [len(taps)]
+            entry["dilation"] = (list(mod.dilation) if taps is None or len(taps) < 2
+                                 else [(taps[1] - taps[0]) * mod.dilation[0]])  # fmt: skip
+        return entry
 
     def export(self, check: bool = True) -> nn.Module:
-        """The found network as a plain module: a copy of the seed network (its own class)
-        with each searched layer replaced by its trained, sliced copy.
+        """The found network as a plain module: a copy of the network (the user's own class)
+        with each searched layer replaced by its trained, sliced copy and each choice by its
+        argmax candidate.
 
-        With ``check`` the exported network and the masked network are run in eval mode on
-        the example input and must agree (max abs difference <= 1e-5 of the output scale);
-        otherwise a RuntimeError is raised instead of returning a wrong network.
+        With ``check`` the exported network and the search network (eval mode, choices
+        running their argmax candidate) are run on the example input and must agree (max
+        abs difference <= 1e-5 of the output scale); else a RuntimeError is raised instead
+        of returning a wrong network.
         """
-        exported = apply_arch(copy.deepcopy(self._seed[0]), self.arch())
+        plain = unwrap(copy.deepcopy(self.net))
+        exported = apply_arch(plain, self.arch())
         if check:
-            check_export(self, exported, self._example)
+            modes = {n: c.eval_mode for n, c in self.choices.items()}
+            try:
+                for c in self.choices.values():
+                    c.eval_mode = "argmax"
+                check_export(self, exported, self._example)
+            finally:
+                for n, c in self.choices.items():
+                    c.eval_mode = modes[n]
         return exported
 
-    def _warn_frozen(self, cg: ChannelGraph) -> None:
-        producers: dict[int, list[str]] = {}
-        for lc in cg.layers:
-            for s in lc.out_layout.segments:
-                producers.setdefault(cg.root(s.group), []).append(lc.name)
-        for reason, groups in cg.freeze_events:
-            layers = sorted({n for g in groups for n in producers.get(cg.root(g), [])})
-            if layers:
-                warnings.warn(
-                    f"lightning_dnas: {reason} is not searchable; the output channels of "
-                    f"{', '.join(layers)} are kept whole",
-                    stacklevel=3,
-                )
+
+class PIT(DNAS):
+    """PIT search of an unmodified network (SPEC sections 2-4).
+
+    ``PIT(model, example_input, cost="params")`` gives every Conv/Linear output-channel
+    group a mask (shared across residual adds, depthwise convs, concatenations, flattens)
+    and every stride-1 Conv1d a receptive-field and a dilation mask. The wrapper is in
+    training mode after construction.
+
+    Args:
+        model: the seed network (deep-copied; the original is left untouched).
+        example_input: a tensor (or tuple of tensors) the network accepts, used for tracing
+            shapes and to check the exported network.
+        cost: ``"params"``, ``"macs"``, ``"macs_no_bias"``, a :class:`CostModel`, a function
+            of :class:`LayerShape`, or a ``{name: cost}`` dict of several.
+        include: if given, only these layers (names with globs, or types) are searched.
+        exclude: layers kept whole (names with globs, or types); still counted in the cost.
+            Their own output channels and kernel are not searched; their input channels
+            follow their producer.
+        train_channels, train_rf, train_dilation: which masks exist.
+        leaf_modules: module types or names traced as opaque calls (their channels frozen).
+    """
+
+    method = "pit"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        cost: Any = "params",
+        include: Selector | Iterable[Selector] | None = None,
+        exclude: Selector | Iterable[Selector] | None = None,
+        train_channels: bool = True,
+        train_rf: bool = True,
+        train_dilation: bool = True,
+        leaf_modules: Iterable[Selector] = (),
+    ) -> None:
+        super().__init__(model, example_input, cost, include, exclude, train_channels,
+                         train_rf, train_dilation, leaf_modules)  # fmt: skip
+
+
+class SuperNet(DNAS):
+    """Coarse-grained search among the candidates of every :class:`SuperNetModule` of the
+    network (SPEC section 5); everything else is kept as it is.
+
+    ``soft_cost = sum(layers outside) + sum_m sum_i p_mi * cost(candidate_mi)`` with
+    ``p_m = softmax(alpha_m / T)``; ``hard_cost`` counts the argmax candidates, which is
+    what ``export()`` keeps.
+
+    Args:
+        model, example_input, cost: as for :class:`PIT`.
+        softmax: if given, the mode of every choice (``"softmax"``, ``"gumbel"``,
+            ``"hard_softmax"``, ``"hard_gumbel"``); else each keeps its own.
+        temperature: if given, the temperature of every choice.
+        sampled_cost: cost and ICV from the last forward's theta (the thesis' variant).
+    """
+
+    method = "supernet"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        cost: Any = "params",
+        softmax: str | None = None,
+        temperature: float | None = None,
+        sampled_cost: bool = False,
+        leaf_modules: Iterable[Selector] = (),
+    ) -> None:
+        super().__init__(model, example_input, cost, train_channels=False, train_rf=False,
+                         train_dilation=False, leaf_modules=leaf_modules, search_choices=True,
+                         softmax=softmax, temperature=temperature,
+                         sampled_cost=sampled_cost)  # fmt: skip
+
+
+class PITSuperNet(DNAS):
+    """SuperNet choices and PIT masks searched together (SPEC section 1).
+
+    Layers inside the candidates are converted too; all candidates' outputs (and, when a
+    choice has an Identity candidate, the layer feeding it) share one output-channel mask.
+    A candidate's cost is its current PIT cost, weighted by its choice's probability.
+
+    Args: those of :class:`PIT` and :class:`SuperNet`.
+    """
+
+    method = "pitsupernet"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        cost: Any = "params",
+        softmax: str | None = None,
+        temperature: float | None = None,
+        sampled_cost: bool = False,
+        include: Selector | Iterable[Selector] | None = None,
+        exclude: Selector | Iterable[Selector] | None = None,
+        train_channels: bool = True,
+        train_rf: bool = True,
+        train_dilation: bool = True,
+        leaf_modules: Iterable[Selector] = (),
+    ) -> None:
+        super().__init__(model, example_input, cost, include, exclude, train_channels,
+                         train_rf, train_dilation, leaf_modules, search_choices=True,
+                         softmax=softmax, temperature=temperature,
+                         sampled_cost=sampled_cost)  # fmt: skip
+
+
+def _choices(net: nn.Module) -> dict[str, SuperNetModule]:
+    found = {n: m for n, m in net.named_modules() if isinstance(m, SuperNetModule)}
+    for name, choice in found.items():
+        if not name:
+            raise ValueError("the network itself is a SuperNetModule: wrap it in a module")
+        nested = [n for n, m in choice.candidates.named_modules()
+                  if n and isinstance(m, SuperNetModule)]  # fmt: skip
+        if nested:
+            raise ValueError(f"SuperNetModule `{name}` contains another choice "
+                             f"(`{name}.candidates.{nested[0]}`); nesting is not supported")
+    return found
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """Replace every masked layer of ``net`` by the plain layer it wraps (in place)."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, (MaskedConv, MaskedLinear, MaskedBatchNorm)):
+            set_submodule(net, name, module.layer)
+    return net
+
+
+def _warn_frozen(cg: ChannelGraph) -> None:
+    producers: dict[int, list[str]] = {}
+    for lc in cg.layers:
+        for s in lc.out_layout.segments:
+            producers.setdefault(cg.root(s.group), []).append(lc.name)
+    for reason, groups in cg.freeze_events:
+        layers = sorted({n for g in groups for n in producers.get(cg.root(g), [])})
+        if layers:
+            warnings.warn(
+                f"lightning_dnas: {reason} is not searchable; the output channels of "
+                f"{', '.join(layers)} are kept whole",
+                stacklevel=4,
+            )
 
 
 def check_export(search: nn.Module, exported: nn.Module, example: tuple[Any, ...]) -> None:

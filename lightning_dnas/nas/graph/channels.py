@@ -22,6 +22,8 @@ from typing import Any
 from torch import fx, nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
+from .trace import choice_mix
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -69,11 +71,13 @@ class LayerCall:
 
 @dataclass
 class ChannelGraph:
-    """Result of :func:`analyse`: layouts per node, layer calls, companions, frozen groups."""
+    """Result of :func:`analyse`: layouts per node, layer calls, norms (companions), the
+    choice_mix node of each expanded SuperNetModule, groups and their merges/freezes."""
 
     layouts: dict[fx.Node, Layout] = field(default_factory=dict)
     layers: list[LayerCall] = field(default_factory=list)
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
+    choices: dict[str, fx.Node] = field(default_factory=dict)
     group_size: dict[int, int] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)
     frozen: set[int] = field(default_factory=set)
@@ -231,7 +235,9 @@ class _Analyser:
         """Make ``layouts`` share their channels (residual add etc.); freeze if misaligned."""
         first = layouts[0]
         shape = [(s.size, s.rep) for s in first.segments]
-        if all([(s.size, s.rep) for s in lay.segments] == shape for lay in layouts[1:]):
+        same_dim = len({lay.dim for lay in layouts}) == 1
+        if same_dim and all([(s.size, s.rep) for s in lay.segments] == shape
+                            for lay in layouts[1:]):  # fmt: skip
             for lay in layouts[1:]:
                 for a, b in zip(first.segments, lay.segments, strict=True):
                     self.union(a.group, b.group)
@@ -271,6 +277,10 @@ class _Analyser:
             return None
         if node.op == "call_module":
             return self.visit_module(node, self.modules[str(node.target)])
+        if node.target is choice_mix:
+            # Candidate outputs are summed: like a residual add, they share one mask.
+            self.g.choices[str(node.kwargs["choice"])] = node
+            return self.binary_all(node, list(node.args))
         name = op_name(node)
         if name is None:
             return self.freeze_inputs(node, f"function {node.target!r}")
@@ -436,6 +446,14 @@ class _Analyser:
             if 0 <= offset < len(shape) and shape[offset] > 1:
                 self.freeze(tracked[0], f"`{node.name}` (per-channel constant operand)")
         return self.merge(tracked, f"`{node.name}` (operands with different channel groups)")
+
+    def binary_all(self, node: fx.Node, args: list[Any]) -> Layout | None:
+        layouts = [self.layout(a) for a in args]
+        if any(lay is None for lay in layouts):
+            for lay in layouts:
+                self.freeze(lay, f"`{node.name}` (a choice candidate with untracked channels)")
+            return next((lay for lay in layouts if lay is not None), None)
+        return self.merge(layouts, f"`{node.name}` (candidates with different channel groups)")
 
     def cat(self, node: fx.Node) -> Layout | None:
         tensors = list(_arg(node, 0, "tensors"))

@@ -10,22 +10,43 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..supernet.module import SuperNetModule
+
 
 class UnsupportedModelError(RuntimeError):
     """The network cannot be traced by torch.fx; the message names the module and construct."""
 
 
+def choice_mix(*outputs: Any, choice: str = "") -> Any:
+    """Stand-in for a SuperNetModule's mixture in analysis graphs: the candidates' outputs
+    (in candidate order) summed. Only shape propagation ever runs it."""
+    out = outputs[0]
+    for y in outputs[1:]:
+        out = out + y
+    return out
+
+
 class _PathTracer(fx.Tracer):
     """fx tracer that keeps torch.nn layers (and extra leaf types / names) as leaves and
-    remembers which module it was inside, so that a tracing failure can name it."""
+    remembers which module it was inside, so that a tracing failure can name it.
 
-    def __init__(self, leaf_types: tuple[type, ...], leaf_names: frozenset[str]) -> None:
+    With ``expand_choices`` every SuperNetModule is traced through: each candidate is
+    traced on the module's input and the outputs meet in a :func:`choice_mix` node, so
+    the channel analysis sees inside the candidates. Otherwise a choice is one opaque call.
+    """
+
+    def __init__(
+        self, leaf_types: tuple[type, ...], leaf_names: frozenset[str], expand_choices: bool
+    ) -> None:
         super().__init__()
         self._leaf_types = leaf_types
         self._leaf_names = leaf_names
+        self._expand = expand_choices
         self.path: list[str] = []
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, SuperNetModule) and not self._expand:
+            return True
         if isinstance(m, self._leaf_types) or module_qualified_name in self._leaf_names:
             return True
         return super().is_leaf_module(m, module_qualified_name)
@@ -33,7 +54,11 @@ class _PathTracer(fx.Tracer):
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         name = self.path_of_module(m)
         self.path.append(name)
-        out = super().call_module(m, forward, args, kwargs)
+        if isinstance(m, SuperNetModule) and self._expand:
+            outs = [self.call_module(c, c.forward, args, kwargs) for c in m.candidates.values()]
+            out = self.create_proxy("call_function", choice_mix, tuple(outs), {"choice": name})
+        else:
+            out = super().call_module(m, forward, args, kwargs)
         self.path.pop()
         return out
 
@@ -42,14 +67,16 @@ def trace(
     model: nn.Module,
     leaf_types: Iterable[type] = (),
     leaf_names: Iterable[str] = (),
+    expand_choices: bool = False,
 ) -> fx.GraphModule:
     """Trace ``model`` into a GraphModule whose call_module targets are the model's own
-    torch.nn layers (the GraphModule shares them with ``model``).
+    torch.nn layers (the GraphModule shares them with ``model``; call_module targets are
+    the layers' dotted paths in ``model``).
 
     Raises :class:`UnsupportedModelError` naming the innermost module being traced and the
     Python construct fx rejected; ``model`` itself is never modified.
     """
-    tracer = _PathTracer(tuple(leaf_types), frozenset(leaf_names))
+    tracer = _PathTracer(tuple(leaf_types), frozenset(leaf_names), expand_choices)
     try:
         graph = tracer.trace(model)
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError...

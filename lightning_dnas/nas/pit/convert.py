@@ -1,9 +1,11 @@
-"""Turn an analysed GraphModule into the PIT search network (SPEC sections 2-3).
+"""Turn an analysed network into the PIT search network (SPEC sections 2-3).
 
-Decides where each channel group's mask is applied (folded into the BatchNorm after a
+Decides where each channel group's mask is applied (folded into the norm right after a
 layer, else into the layer's weights), folds detached masks into every other norm that
-sees searchable channels, and inserts a detached re-mask only where a channel-mixing layer
-would otherwise read a non-zero value on a pruned channel.
+sees searchable channels, and gives a channel-mixing layer a detached input mask only
+where it would otherwise read a non-zero value on a pruned channel. All of it is done by
+swapping layers *in the network's own module tree*, so its forward (and any
+SuperNetModule in it) runs unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ..graph.channels import (
     module_function,
     op_name,
 )
-from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLinear, ReMask
+from ..graph.trace import choice_mix
+from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLinear
 from .masks import ChannelMask, TapMask
 
 _ZERO_SHAPE_OPS = RESHAPES | REDUCTIONS | POOL_FUNCTIONS | {"permute", "transpose", "getitem"}
@@ -36,12 +39,12 @@ _ZERO_SHAPE_OPS = RESHAPES | REDUCTIONS | POOL_FUNCTIONS | {"permute", "transpos
 
 @dataclass
 class SearchPlan:
-    """What the conversion built: masks by group root, tap masks by layer, norms by name."""
+    """What the conversion built: masks by group root, tap masks by layer, masked norms."""
 
     masks: dict[int, ChannelMask] = field(default_factory=dict)
     taps: dict[str, TapMask] = field(default_factory=dict)
     norms: dict[str, Layout] = field(default_factory=dict)
-    remasks: int = 0
+    input_masks: list[str] = field(default_factory=list)
 
 
 def searchable_taps(conv: nn.Module) -> bool:
@@ -54,9 +57,17 @@ def searchable_taps(conv: nn.Module) -> bool:
 
 
 class _Converter:
-    def __init__(self, gm: fx.GraphModule, cg: ChannelGraph, plan: SearchPlan) -> None:
-        self.gm, self.cg, self.plan = gm, cg, plan
+    def __init__(
+        self, gm: fx.GraphModule, cg: ChannelGraph, plan: SearchPlan, root: nn.Module
+    ) -> None:
+        self.gm, self.cg, self.plan, self.root = gm, cg, plan, root
         self.modules = dict(gm.named_modules())
+        self.by_name: dict[str, list[LayerCall]] = {}
+        for lc in cg.layers:
+            self.by_name.setdefault(lc.name, []).append(lc)
+        self.out_vectors: dict[str, ChannelVector] = {}
+        self.grad_norms: set[str] = set()
+        self.folded: set[fx.Node] = set()
 
     def vector(self, layout: Layout, detach: bool) -> ChannelVector:
         parts = []
@@ -76,39 +87,23 @@ class _Converter:
                 return False
         return True
 
-    def run(self, tap_masks: dict[str, TapMask]) -> set[fx.Node]:
-        by_name: dict[str, list[LayerCall]] = {}
-        for lc in self.cg.layers:
-            by_name.setdefault(lc.name, []).append(lc)
-        grad_norms: set[str] = set()
-        folded: set[fx.Node] = set()
-        for name, calls in by_name.items():
+    def decide_mask_points(self) -> None:
+        for name, calls in self.by_name.items():
             layout = calls[0].out_layout
-            out = None
+            if not self.cg.searchable(layout):
+                continue
+            if self.fold_at_norm(calls):
+                self.grad_norms.update(str(next(iter(lc.node.users)).target) for lc in calls)
+            else:
+                self.out_vectors[name] = self.vector(layout, detach=False)
+                self.folded.update(lc.node for lc in calls)
+        for node, _name, layout in self.cg.companions:
             if self.cg.searchable(layout):
-                if self.fold_at_norm(calls):
-                    grad_norms.update(str(next(iter(lc.node.users)).target) for lc in calls)
-                else:
-                    out = self.vector(layout, detach=False)
-                    folded.update(lc.node for lc in calls)
-            layer = calls[0].module
-            taps = tap_masks.get(name)
-            if isinstance(layer, nn.Linear):
-                if out is not None:
-                    set_submodule(self.gm, name, MaskedLinear(layer, out))
-            elif out is not None or taps is not None:
-                set_submodule(self.gm, name, MaskedConv(layer, out, taps))
-        for node, name, layout in self.cg.companions:
-            if self.cg.searchable(layout) and name not in self.plan.norms:
-                self.plan.norms[name] = layout
-                vec = self.vector(layout, detach=name not in grad_norms)
-                set_submodule(self.gm, name, MaskedBatchNorm(self.modules[name], vec))
-                folded.add(node)
-        return folded
+                self.folded.add(node)
 
-    def zero_preserved(self, node: fx.Node, zero: dict[fx.Node, bool], folded: set) -> bool:
+    def zero_preserved(self, node: fx.Node, zero: dict[fx.Node, bool]) -> bool:
         """Whether pruned channels of ``node``'s output are exactly zero."""
-        if node in folded or not self.cg.searchable(self.cg.layouts.get(node)):
+        if node in self.folded or not self.cg.searchable(self.cg.layouts.get(node)):
             return True
         args = [a for a in node.args if isinstance(a, fx.Node)]
         first = zero.get(args[0], True) if args else True
@@ -116,9 +111,9 @@ class _Converter:
             module = self.modules[str(node.target)]
             if module_function(module) in ZERO_PRESERVING or isinstance(module, POOL_TYPES):
                 return first
-            if isinstance(module, (nn.Flatten, nn.ZeroPad2d)):
-                return first
-            return False
+            return isinstance(module, (nn.Flatten, nn.ZeroPad2d)) and first
+        if node.target is choice_mix:
+            return all(zero.get(a, True) for a in args)
         name = op_name(node)
         if name in ZERO_PRESERVING or name in _ZERO_SHAPE_OPS or name in NON_TENSOR:
             return first
@@ -137,41 +132,50 @@ class _Converter:
             return all(zero.get(a, True) for a in node.args[0])
         return False
 
-    def remask(self, folded: set[fx.Node]) -> None:
+    def layers_needing_input_masks(self) -> dict[str, ChannelVector]:
+        """Mixing layers (Conv/Linear, not depthwise) whose input may be non-zero on pruned
+        channels, with the detached mask to apply to that input."""
+        needs: dict[str, ChannelVector] = {}
         zero: dict[fx.Node, bool] = {}
         mixers = {lc.node: lc for lc in self.cg.layers if lc.kind != "depthwise"}
-        for node in list(self.gm.graph.nodes):
+        for node in self.gm.graph.nodes:
             lc = mixers.get(node)
-            if lc is not None and lc.in_layout is not None and self.cg.searchable(lc.in_layout):
-                src = node.args[0]
-                if not zero.get(src, True):
-                    name = f"_dnas_remask_{self.plan.remasks}"
-                    self.plan.remasks += 1
-                    self.gm.add_submodule(name, ReMask(self.vector(lc.in_layout, True),
-                                                       lc.in_layout.dim))  # fmt: skip
-                    with self.gm.graph.inserting_before(node):
-                        fixed = self.gm.graph.call_module(name, (src,))
-                    fixed.meta = dict(src.meta)
-                    node.replace_input_with(src, fixed)
-                    self.cg.layouts[fixed] = lc.in_layout
-            zero[node] = self.zero_preserved(node, zero, folded)
+            if (lc is not None and self.cg.searchable(lc.in_layout)
+                    and not zero.get(node.args[0], True)):  # fmt: skip
+                needs[lc.name] = self.vector(lc.in_layout, detach=True)
+            zero[node] = self.zero_preserved(node, zero)
+        return needs
+
+    def swap_layers(self, tap_masks: dict[str, TapMask]) -> None:
+        input_masks = self.layers_needing_input_masks()
+        self.plan.input_masks = sorted(input_masks)
+        for name, calls in self.by_name.items():
+            layer = calls[0].module
+            out, taps, inp = self.out_vectors.get(name), tap_masks.get(name), input_masks.get(name)
+            if out is None and taps is None and inp is None:
+                continue
+            if isinstance(layer, nn.Linear):
+                set_submodule(self.root, name, MaskedLinear(layer, out, inp))
+            else:
+                set_submodule(self.root, name, MaskedConv(layer, out, taps, inp))
+        for _node, name, layout in self.cg.companions:
+            if self.cg.searchable(layout) and name not in self.plan.norms:
+                self.plan.norms[name] = layout
+                vec = self.vector(layout, detach=name not in self.grad_norms)
+                set_submodule(self.root, name, MaskedBatchNorm(self.modules[name], vec))
 
 
 def build_search_network(
-    gm: fx.GraphModule, cg: ChannelGraph, tap_masks: dict[str, TapMask]
+    root: nn.Module, gm: fx.GraphModule, cg: ChannelGraph, tap_masks: dict[str, TapMask]
 ) -> SearchPlan:
-    """Create one :class:`ChannelMask` per searchable group and rewrite ``gm`` in place
-    into the masked search network. Returns the masks and what was folded where."""
-    plan = SearchPlan()
+    """Create one :class:`ChannelMask` per searchable group and swap the layers of ``root``
+    (the traced network, whose layers ``gm`` shares) for their masked versions."""
+    plan = SearchPlan(taps=dict(tap_masks))
     for gid in sorted(cg.parent):
-        root = cg.root(gid)
-        if root not in cg.frozen and root not in plan.masks:
-            plan.masks[root] = ChannelMask(cg.group_size[root])
-    plan.taps = dict(tap_masks)
-    conv = _Converter(gm, cg, plan)
-    folded = conv.run(tap_masks)
-    conv.remask(folded)
-    gm.graph.lint()
-    gm.recompile()
+        group = cg.root(gid)
+        if group not in cg.frozen and group not in plan.masks:
+            plan.masks[group] = ChannelMask(cg.group_size[group])
+    conv = _Converter(gm, cg, plan, root)
+    conv.decide_mask_points()
+    conv.swap_layers(tap_masks)
     return plan
-

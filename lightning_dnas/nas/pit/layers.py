@@ -7,7 +7,7 @@ into parameters (O(channels) or O(weights)) instead of multiplying feature maps.
 * ``conv -> * mask`` (no BN after it) is a conv with ``W * m`` and ``b * m``.
 * Conv1d time taps are masked as ``W * tap_mask`` along the kernel axis.
 
-The layers keep the user's module as ``.layer`` (same parameters, same state_dict entries
+Every masked layer keeps the user's module as ``.layer`` (same parameters, same state_dict entries
 under that prefix), so training the search network trains the original weights.
 """
 
@@ -56,16 +56,26 @@ def _view_on(vec: Tensor, dim: int, rank: int) -> Tensor:
 
 class MaskedConv(nn.Module):
     """A Conv1d/2d/3d whose weight (and bias) carry the output-channel mask ``out`` (when
-    the mask point is the conv itself) and, for Conv1d, the time-tap mask ``taps``."""
+    the mask point is the conv itself) and, for Conv1d, the time-tap mask ``taps``.
 
-    def __init__(self, layer: nn.Module, out: ChannelVector | None, taps: TapMask | None):
+    ``inp``: a detached mask multiplied into the input, given only when an op before the
+    conv maps pruned (zero) channels to non-zero values (a sigmoid, a constant shift).
+    """
+
+    def __init__(
+        self, layer: nn.Module, out: ChannelVector | None, taps: TapMask | None,
+        inp: ChannelVector | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.layer = layer
         self._out = out
+        self._inp = inp
         self._taps = [taps] if taps is not None else []  # a list: not registered twice
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.layer
+        if self._inp is not None:
+            x = x * _view_on(self._inp(x), 1, x.dim())
         weight, bias = conv.weight, conv.bias
         if self._taps:
             weight = weight * self._taps[0]().to(weight.dtype)
@@ -78,17 +88,26 @@ class MaskedConv(nn.Module):
 
 
 class MaskedLinear(nn.Module):
-    """A Linear whose weight rows and bias carry the output-channel mask."""
+    """A Linear whose weight rows and bias carry the output-channel mask ``out``; ``inp`` as
+    for :class:`MaskedConv` (on the last dim)."""
 
-    def __init__(self, layer: nn.Linear, out: ChannelVector):
+    def __init__(
+        self, layer: nn.Linear, out: ChannelVector | None, inp: ChannelVector | None = None
+    ) -> None:
         super().__init__()
         self.layer = layer
         self._out = out
+        self._inp = inp
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self._out(self.layer.weight)
-        bias = self.layer.bias * m if self.layer.bias is not None else None
-        return F.linear(x, self.layer.weight * m.unsqueeze(1), bias)
+        if self._inp is not None:
+            x = x * self._inp(x)
+        weight, bias = self.layer.weight, self.layer.bias
+        if self._out is not None:
+            m = self._out(weight)
+            weight = weight * m.unsqueeze(1)
+            bias = bias * m if bias is not None else None
+        return F.linear(x, weight, bias)
 
 
 class MaskedBatchNorm(nn.Module):
@@ -124,17 +143,3 @@ class MaskedBatchNorm(nn.Module):
             bn.running_var if stats_running else None,
             weight, bias, use_batch, factor, bn.eps,
         )  # fmt: skip
-
-
-class ReMask(nn.Module):
-    """``x * m`` along ``dim`` with a detached mask: restores exact zeros on pruned channels
-    after an op that maps 0 to non-zero (sigmoid, adding a constant), before a layer that
-    mixes channels reads them."""
-
-    def __init__(self, mask: ChannelVector, dim: int):
-        super().__init__()
-        self._mask = mask
-        self.dim = dim
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * _view_on(self._mask(x), self.dim, x.dim())

@@ -1,0 +1,88 @@
+"""PITSuperNet: PIT masks inside candidates, shared output masks, argmax + sliced export."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_dnas import PITSuperNet, SuperNet, SuperNetModule, apply_arch
+from tests.support import conv_linear_costs, max_rel_diff, randomize_masks, randomize_norms
+
+
+def conv_bn(cin: int, cout: int, k: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU())  # fmt: skip
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8, 3)
+        self.block = SuperNetModule({
+            "conv3x3": conv_bn(8, 8, 3),
+            "dw_sep": nn.Sequential(conv_bn(8, 8, 3, groups=8), conv_bn(8, 8, 1)),
+            "identity": nn.Identity(),
+        })  # fmt: skip
+        self.down = SuperNetModule({"conv3x3": conv_bn(8, 12, 3), "conv5x5": conv_bn(8, 12, 5)})
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        return self.head(self.down(self.block(self.stem(x))).mean((2, 3)))
+
+
+def test_identity_candidate_shares_the_mask_of_the_layer_feeding_the_choice():
+    search = PITSuperNet(Net(), torch.randn(2, 3, 6, 6))
+    # stem, block.conv3x3, block.dw_sep (depthwise + pointwise) all write one group;
+    # down's two candidates write another; the head's output is the graph output.
+    assert set(search.channel_masks) == {"stem/0", "down/candidates/conv3x3/0"}
+    params = {id(p) for p in search.nas_parameters()}
+    alphas = {id(search.net.block.alpha), id(search.net.down.alpha)}
+    assert alphas <= params and len(params) == 2 + 2
+    assert not params & {id(p) for p in search.net_parameters()}
+
+
+def test_costs_at_init_equal_the_supernet_expected_cost():
+    x = torch.randn(2, 3, 6, 6)
+    both = PITSuperNet(Net(), x, cost={"params": "params", "macs": "macs"})
+    coarse = SuperNet(Net(), x, cost={"params": "params", "macs": "macs"})
+    for name in ("params", "macs"):
+        assert both.soft_cost(name).item() == pytest.approx(coarse.soft_cost(name).item())
+        assert both.hard_cost(name) == coarse.hard_cost(name)
+    block = (8 * 8 * 9 + (8 * 9 + 8 * 8) + 0) / 3
+    down = (8 * 12 * 9 + 8 * 12 * 25) / 2
+    assert coarse.soft_cost().item() == pytest.approx(3 * 8 * 9 + block + down + 12 * 5 + 5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_export_equals_search_network_and_hard_cost(seed):
+    torch.manual_seed(seed)
+    x = torch.randn(2, 3, 6, 6)
+    model = Net()
+    randomize_norms(model, seed)
+    search = PITSuperNet(model, x, cost={"params": "params", "macs": "macs"},
+                         softmax="hard_gumbel")  # fmt: skip
+    randomize_masks(search, seed, 0.0, 1.0)
+    search(x).sum().backward()
+    exported = search.export()
+    assert not any(isinstance(m, SuperNetModule) for m in exported.modules())
+    search.eval(), exported.eval()
+    with torch.no_grad():
+        assert max_rel_diff(search(x), exported(x)) <= 1e-5
+    params, macs = conv_linear_costs(exported, x)
+    assert search.hard_cost("params") == params
+    assert search.hard_cost("macs") == macs
+    spec = json.loads(json.dumps(search.arch()))
+    assert set(spec["choices"]) == {"block", "down"}
+    fresh = apply_arch(Net(), spec)
+    fresh.load_state_dict(exported.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), exported(x))
+
+
+def test_soft_cost_gradient_reaches_alphas_and_masks():
+    search = PITSuperNet(Net(), torch.randn(2, 3, 6, 6), cost="macs")
+    search.soft_cost().backward()
+    assert search.net.block.alpha.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in search.channel_masks.parameters())
