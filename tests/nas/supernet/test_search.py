@@ -7,25 +7,15 @@ import torch
 from torch import nn
 
 from lightning_dnas import SuperNet, SuperNetModule, apply_arch
+from lightning_dnas.zoo import spec_reference_choice
 from tests.support import conv_linear_costs, max_rel_diff
-
-
-def reference_choice() -> SuperNetModule:
-    """SPEC section 5: {conv3x3, two conv3x3, conv5x5, Identity}, 32->32 with bias."""
-    return SuperNetModule({
-        "conv3x3": nn.Conv2d(32, 32, 3, padding=1),
-        "two_conv3x3": nn.Sequential(nn.Conv2d(32, 32, 3, padding=1),
-                                     nn.Conv2d(32, 32, 3, padding=1)),
-        "conv5x5": nn.Conv2d(32, 32, 5, padding=2),
-        "identity": nn.Identity(),
-    })  # fmt: skip
 
 
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 32, 1)
-        self.choice = reference_choice()
+        self.choice = spec_reference_choice()
         self.block = SuperNetModule([
             nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()),
             nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.Conv2d(32, 16, 1),
@@ -39,7 +29,7 @@ class Net(nn.Module):
 
 
 def test_spec_reference_expected_cost_at_init():
-    model = nn.Sequential(reference_choice())
+    model = nn.Sequential(spec_reference_choice())
     search = SuperNet(model, torch.randn(1, 32, 64, 64), cost={"params": "params", "macs": "macs"})
     assert search.soft_cost("params").item() == pytest.approx(13_344)
     assert search.soft_cost("macs").item() == pytest.approx(13_344 * 4_096)

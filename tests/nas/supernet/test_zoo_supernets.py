@@ -1,0 +1,34 @@
+"""The thesis' SuperNet variants convert for SuperNet and PITSuperNet and export exactly."""
+
+import pytest
+import torch
+
+from lightning_dnas import PITSuperNet, SuperNet
+from lightning_dnas.zoo import DSCNNSuperNet, MobileNetV1SuperNet, ResNet8SuperNet
+from tests.support import conv_linear_costs, max_rel_diff, randomize_masks, randomize_norms
+
+CASES = {
+    "resnet8": (ResNet8SuperNet, (3, 32, 32), 7),
+    "dscnn": (DSCNNSuperNet, (1, 49, 10), 4),
+    "mobilenetv1": (MobileNetV1SuperNet, (3, 96, 96), 13),
+}
+
+
+@pytest.mark.parametrize("method", [SuperNet, PITSuperNet])
+@pytest.mark.parametrize("key", CASES)
+def test_zoo_supernet_search_exports_exactly(key, method):
+    factory, shape, n_choices = CASES[key]
+    torch.manual_seed(0)
+    model = factory()
+    randomize_norms(model)
+    x = torch.randn(2, *shape)
+    search = method(model, x, cost={"params": "params", "macs": "macs"})
+    assert len(search.choices) == n_choices
+    randomize_masks(search, 1, 0.0, 1.0)  # alphas too: random choices
+    exported = search.export()
+    search.eval(), exported.eval()
+    with torch.no_grad():
+        assert max_rel_diff(search(x), exported(x)) <= 1e-5
+    params, macs = conv_linear_costs(exported, x)
+    assert search.hard_cost("params") == params
+    assert search.hard_cost("macs") == macs
