@@ -32,3 +32,13 @@ def test_zoo_supernet_search_exports_exactly(key, method):
     params, macs = conv_linear_costs(exported, x)
     assert search.hard_cost("params") == params
     assert search.hard_cost("macs") == macs
+
+
+def test_dscnn_supernet_expected_cost_at_init_matches_a_hand_count():
+    search = SuperNet(DSCNNSuperNet(), torch.randn(2, 1, 49, 10))
+    conv3x3, conv5x5 = 64 * 64 * 9 + 64, 64 * 64 * 25 + 64
+    dw_sep = (64 * 9 + 64) + (64 * 64 + 64)
+    choice = (conv3x3 + conv5x5 + dw_sep + 0) / 4  # uniform p at init, Identity costs 0
+    outside = (64 * 10 * 4 + 64) + 4 * (64 * 64 + 64) + (64 * 12 + 12)
+    assert search.soft_cost().item() == pytest.approx(outside + 4 * choice)
+    assert search.soft_cost().item() == pytest.approx(164_236)
