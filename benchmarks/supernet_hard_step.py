@@ -1,27 +1,22 @@
-"""Training-step time of SuperNetModule (hard_gumbel fast path, soft) vs a plain network.
+"""Training-step time and peak memory of the DS-CNN SuperNet search vs running every candidate.
 
-Network (KWS-like): stem conv3x3 1->64 + BN + ReLU on a 1x49x10 input, 4 blocks, global
-average pool, linear 64->12; batch 100, cross-entropy, SGD (momentum 0.9). Each block is
-a choice between 4 candidates, each with its own BN + ReLU: conv3x3, conv5x5,
-depthwise-separable (dw3x3 + BN + ReLU + pw1x1 + BN + ReLU), Identity. Variants:
+Network: ``lightning_dnas.zoo.DSCNNSuperNet`` (the thesis' KWS supernet, fig. 5.2: 4 choices
+of {conv3x3, conv5x5, depthwise-separable, Identity}, each candidate with its own BN +
+ReLU), input 1x49x10, batch 100, cross-entropy, SGD (momentum 0.9) on the weights. Variants:
 
-- ``reference``: plain network, every candidate runs with autograd, outputs summed with
-  fixed weights 1/4 (no architecture parameters): what a supernet step costs without any
-  NAS machinery (PLiNIO's SuperNet step is 1.0x-1.03x of this).
-- ``hard_gumbel``: ``SuperNetModule`` in ``hard_gumbel`` mode (fast path: unselected
-  candidates run under ``no_grad``).
-- ``hard_gumbel_full``: the same hard_gumbel weights without the fast path (every
-  candidate under autograd, ``sum theta_i * y_i``), for comparison.
-- ``soft``: ``SuperNetModule`` in ``softmax`` mode.
+- ``reference``: the same network with every choice replaced by a plain module that runs
+  every candidate with autograd and sums them with fixed weights 1/n (no NAS machinery;
+  PLiNIO's SuperNet step is 1.0x-1.03x of this).
+- ``softmax``, ``gumbel``, ``hard_softmax``, ``hard_gumbel``: ``lightning_dnas.SuperNet``
+  in that mode; the step adds ``1e-7 * soft_cost`` to the loss and also steps an Adam on
+  the architecture logits (learning rate 0, so alpha stays at its uniform init and the
+  Gumbel selection keeps varying, the measurement condition of SPEC section 5).
 
-Measurement condition (SPEC section 5): CPU, ``torch.set_num_threads(2)``, fixed seed,
-alpha at init (uniform; its learning rate is 0 so it stays there and the Gumbel
-selection keeps varying), warm-up, then interleaved rounds (each round runs a few steps
-of every variant in turn), median over >= 20 steps per variant. Peak memory: each
-variant runs a few steps in its own subprocess, which resets its peak-RSS mark
-(``/proc/self/clear_refs``, Linux) after building the model and batch and reports the
-growth of the peak (``VmHWM``) over the resident size at that point (``ru_maxrss``
-is not usable: Linux keeps it across fork + exec, so children report the parent's).
+Measurement: CPU, ``torch.set_num_threads(2)``, fixed seed, warm-up, then interleaved
+rounds (each round runs a few steps of every variant in turn), median over >= 20 steps per
+variant. Peak memory: each variant runs a few steps in its own subprocess, which resets its
+peak-RSS mark (``/proc/self/clear_refs``, Linux) after building the model and batch and
+reports the growth of the peak (``VmHWM``) over the resident size at that point.
 
 Usage: ``python benchmarks/supernet_hard_step.py [--rounds 8] [--steps-per-round 4]``
 """
@@ -42,89 +37,61 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightning_dnas.nas.supernet import SuperNetModule, mixing_weights
+from lightning_dnas import SuperNet, SuperNetModule
+from lightning_dnas.nas.arch import set_submodule
+from lightning_dnas.zoo import DSCNNSuperNet
 
-CH = 64
 BATCH = 100
 INPUT = (1, 49, 10)
 CLASSES = 12
-VARIANTS = ("reference", "hard_gumbel", "hard_gumbel_full", "soft")
-
-
-def candidates() -> dict[str, nn.Module]:
-    """The 4 candidates of one block, each with its own BatchNorm + ReLU."""
-
-    def conv(k: int, groups: int = 1) -> list[nn.Module]:
-        return [nn.Conv2d(CH, CH, k, padding=k // 2, groups=groups), nn.BatchNorm2d(CH), nn.ReLU()]
-
-    return {
-        "conv3x3": nn.Sequential(*conv(3)),
-        "conv5x5": nn.Sequential(*conv(5)),
-        "dw_sep": nn.Sequential(*conv(3, groups=CH), *conv(1)),
-        "identity": nn.Identity(),
-    }
+VARIANTS = ("reference", "softmax", "gumbel", "hard_softmax", "hard_gumbel")
 
 
 class PlainSum(nn.Module):
     """Reference block: every candidate under autograd, summed with fixed weights 1/n."""
 
-    def __init__(self) -> None:
+    def __init__(self, candidates: nn.ModuleDict) -> None:
         super().__init__()
-        self.candidates = nn.ModuleDict(candidates())
+        self.candidates = candidates
 
     def forward(self, x: Tensor) -> Tensor:
         ys = [m(x) for m in self.candidates.values()]
-        return sum(y * (1.0 / len(ys)) for y in ys)  # type: ignore[return-value]
-
-
-class FullHard(SuperNetModule):
-    """hard_gumbel without the fast path: every candidate under autograd."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        theta = mixing_weights(self.alpha, self.softmax, self.temperature)
-        ys = [m(x) for m in self.candidates.values()]
-        return sum(t * y for t, y in zip(theta.unbind(), ys, strict=True))  # type: ignore[return-value]
-
-
-def make_block(variant: str) -> nn.Module:
-    """One block of the given variant."""
-    if variant == "reference":
-        return PlainSum()
-    if variant == "hard_gumbel_full":
-        return FullHard(candidates(), softmax="hard_gumbel")
-    mode = "hard_gumbel" if variant == "hard_gumbel" else "softmax"
-    return SuperNetModule(candidates(), softmax=mode)
-
-
-def make_net(variant: str) -> nn.Module:
-    """Stem, 4 blocks of ``variant``, pool, classifier."""
-    return nn.Sequential(
-        nn.Conv2d(INPUT[0], CH, 3, padding=1),
-        nn.BatchNorm2d(CH),
-        nn.ReLU(),
-        *[make_block(variant) for _ in range(4)],
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(CH, CLASSES),
-    )
+        out = ys[0] / len(ys)
+        for y in ys[1:]:
+            out = out + y / len(ys)
+        return out
 
 
 def make_step(variant: str) -> Callable[[], None]:
-    """Build model, batch and optimizer; return a closure doing one training step."""
-    net = make_net(variant).train()
+    """Build model, batch and optimizers; return a closure doing one training step."""
+    torch.manual_seed(0)
+    net = DSCNNSuperNet().train()
     x = torch.randn(BATCH, *INPUT)
     y = torch.randint(0, CLASSES, (BATCH,))
-    arch = [p for n, p in net.named_parameters() if n.endswith("alpha")]
-    weights = [p for n, p in net.named_parameters() if not n.endswith("alpha")]
-    groups = [{"params": weights}] + ([{"params": arch, "lr": 0.0}] if arch else [])
-    opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+    if variant == "reference":
+        for name, module in list(net.named_modules()):
+            if isinstance(module, SuperNetModule):
+                set_submodule(net, name, PlainSum(module.candidates))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
+        def plain_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
 
-    return step
+        return plain_step
+    search = SuperNet(net, x[:2], cost="params", softmax=variant)
+    weights = torch.optim.SGD(search.net_parameters(), lr=0.01, momentum=0.9)
+    arch = torch.optim.Adam(search.nas_parameters(), lr=0.0)
+
+    def search_step() -> None:
+        weights.zero_grad(set_to_none=True)
+        arch.zero_grad(set_to_none=True)
+        (F.cross_entropy(search(x), y) + search.regularizer(1e-7)).backward()
+        weights.step()
+        arch.step()
+
+    return search_step
 
 
 def _status_kib(field: str) -> int:
