@@ -112,6 +112,7 @@ ZERO_PRESERVING = frozenset({
     "hardtanh", "tanh", "softsign", "tanhshrink", "hardshrink", "softshrink", "dropout",
     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "identity",
     "contiguous", "clone", "float", "to", "neg", "abs", "square", "detach",
+    "stochastic_depth",  # torchvision.ops: scales whole samples by 0 or 1/(1-p)
 })  # fmt: skip
 # Elementwise functions with f(0) != 0: pruned channels must be re-masked before a mixer.
 NON_ZERO_PRESERVING = frozenset({"sigmoid", "hardsigmoid", "exp", "cos", "softplus"})
