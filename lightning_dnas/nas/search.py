@@ -243,7 +243,7 @@ class DNAS(SearchModel):
                 continue
             theta = self._mask(s.group).theta()
             n = int((theta > THRESHOLD).sum()) if hard else theta.sum()
-            total = total + n * s.rep
+            total = total + n * (s.rep * self._graph.unit(s.group))
         return total
 
     def _kernel(self, lc: LayerCall, hard: bool) -> Any:
@@ -259,10 +259,15 @@ class DNAS(SearchModel):
         linear = isinstance(mod, nn.Linear)
         cin = mod.in_features if linear else mod.in_channels
         cout = self._count(lc.out_layout, hard, mod.out_features if linear else mod.out_channels)
-        cin = cout if lc.kind == "depthwise" else self._count(lc.in_layout, hard, cin)
+        groups: Any = 1 if linear else mod.groups
+        if lc.kind in ("depthwise", "grouped"):
+            cin = cout
+            groups = cout / (mod.in_channels // mod.groups)  # whole groups are kept
+        else:
+            cin = self._count(lc.in_layout, hard, cin)
         return LayerShape(
-            name=lc.name, module=mod, kind=lc.kind, in_channels=cin, out_channels=cout,
-            kernel=self._kernel(lc, hard), groups=1 if linear else mod.groups,
+            name=lc.name, module=mod, kind="conv" if lc.kind == "grouped" else lc.kind,
+            in_channels=cin, out_channels=cout, kernel=self._kernel(lc, hard), groups=groups,
             bias=mod.bias is not None, positions=lc.positions,
         )  # fmt: skip
 
@@ -318,7 +323,9 @@ class DNAS(SearchModel):
             if self._graph.is_frozen(s.group):
                 channels = range(s.size)
             else:
-                channels = self._mask(s.group).kept().tolist()
+                unit = self._graph.unit(s.group)
+                channels = [e * unit + u for e in self._mask(s.group).kept().tolist()
+                            for u in range(unit)]  # fmt: skip
             for c in channels:
                 kept.extend(range(offset + c * s.rep, offset + (c + 1) * s.rep))
             offset += s.size * s.rep
@@ -351,7 +358,7 @@ class DNAS(SearchModel):
         mod = lc.module
         out = self._kept(lc.out_layout)
         entry: dict[str, Any] = {"type": type(mod).__name__, "out": out}
-        entry["in"] = out if lc.kind == "depthwise" else self._kept(lc.in_layout)
+        entry["in"] = out if lc.kind in ("depthwise", "grouped") else self._kept(lc.in_layout)
         width = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
         entry["out_channels"] = width if out is None else len(out)
         if not isinstance(mod, nn.Linear):

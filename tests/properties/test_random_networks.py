@@ -54,6 +54,19 @@ class CatBlock(nn.Module):
         return torch.cat([self.a(x), self.b(x)], dim=1)
 
 
+class Grouped(nn.Module):
+    """1x1 expansion to ``groups * width`` channels, then a grouped 3x3 conv."""
+
+    def __init__(self, cin: int, groups: int, width: int, bias: bool) -> None:
+        super().__init__()
+        c = groups * width
+        self.expand = ConvBlock(cin, c, 1, True, False)
+        self.grouped = nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=bias)
+
+    def forward(self, x):
+        return torch.relu(self.grouped(self.expand(x)))
+
+
 class Gate(nn.Module):
     """Squeeze-and-excitation: x * sigmoid(fc(mean(x))), then an affine shift."""
 
@@ -72,7 +85,7 @@ def networks(draw):
     cin = c
     layers: list[nn.Module] = [ConvBlock(3, c, 3, draw(st.booleans()), draw(st.booleans()))]
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate"]))
+        kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped"]))
         if kind == "conv":
             nxt = draw(st.integers(2, 6))
             layers.append(ConvBlock(cin, nxt, draw(st.sampled_from([1, 3])),
@@ -88,6 +101,10 @@ def networks(draw):
             c1, c2 = draw(st.integers(1, 4)), draw(st.integers(1, 4))
             layers.append(CatBlock(cin, c1, c2))
             cin = c1 + c2
+        elif kind == "grouped":
+            groups, width = draw(st.integers(2, 3)), draw(st.integers(1, 3))
+            layers.append(Grouped(cin, groups, width, draw(st.booleans())))
+            cin = groups * width
         else:
             layers.append(Gate(cin))
     if draw(st.booleans()):

@@ -25,7 +25,9 @@ class LayerShape:
     integral values) or ints; ``kernel`` is the number of kernel taps (``prod(k)``, the
     effective count for a searched Conv1d, 1 for Linear); ``positions`` the output positions
     per sample (``H*W`` for Conv2d); ``kind`` is ``"conv"``, ``"depthwise"`` or ``"linear"``.
-    For ``"depthwise"``, ``in_channels == out_channels`` (the channels it filters).
+    For ``"depthwise"``, ``in_channels == out_channels`` (the channels it filters). A
+    searched grouped conv (groups > 1, as many outputs as inputs) is a ``"conv"`` whose
+    ``groups`` is the effective number of groups kept (``channels / group width``).
     """
 
     name: str
@@ -34,7 +36,7 @@ class LayerShape:
     in_channels: Number
     out_channels: Number
     kernel: Number
-    groups: int
+    groups: Number
     bias: bool
     positions: int
 

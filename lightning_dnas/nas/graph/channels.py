@@ -55,7 +55,8 @@ class Layout:
 class LayerCall:
     """One call of a Conv/Linear layer: what it reads and what it writes.
 
-    ``kind`` is ``"conv"``, ``"depthwise"`` or ``"linear"``; ``in_layout`` is None when the
+    ``kind`` is ``"conv"``, ``"depthwise"``, ``"grouped"`` (groups > 1, in == out channels,
+    searched in whole groups) or ``"linear"``; ``in_layout`` is None when the
     layer's input channels are not tracked (kept whole); ``positions`` is the number of
     output positions per sample (H*W for a Conv2d, 1 for a Linear on ``[N, F]``).
     """
@@ -79,6 +80,7 @@ class ChannelGraph:
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
     choices: dict[str, fx.Node] = field(default_factory=dict)
     group_size: dict[int, int] = field(default_factory=dict)
+    group_unit: dict[int, int] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)
     frozen: set[int] = field(default_factory=set)
     freeze_events: list[tuple[str, list[int]]] = field(default_factory=list)
@@ -89,6 +91,11 @@ class ChannelGraph:
             self.parent[group] = self.parent[self.parent[group]]
             group = self.parent[group]
         return group
+
+    def unit(self, group: int) -> int:
+        """Consecutive channels that one mask entry of ``group`` keeps or removes together
+        (1, or the group width of a grouped conv that reads the group)."""
+        return self.group_unit.get(self.root(group), 1)
 
     def is_frozen(self, group: int) -> bool:
         """Whether the merged group of ``group`` is kept whole."""
@@ -222,6 +229,12 @@ class _Analyser:
         self.g.parent[rb] = ra
         if rb in self.g.frozen:
             self.g.frozen.add(ra)
+        self.coarsen(ra, self.g.group_unit.pop(rb, 1))
+
+    def coarsen(self, group: int, unit: int) -> None:
+        """Let one mask entry of ``group`` cover ``unit`` channels (lcm with the current)."""
+        root = self.g.root(group)
+        self.g.group_unit[root] = math.lcm(self.g.group_unit.get(root, 1), unit)
 
     def freeze(self, layout: Layout | None, reason: str, warn: bool = True) -> None:
         if layout is None:
@@ -253,6 +266,10 @@ class _Analyser:
             layout = self.visit(node)
             if layout is not None:
                 self.g.layouts[node] = layout
+        for gid in self.g.parent:
+            root = self.g.root(gid)
+            if self.g.group_size[root] % self.g.group_unit.get(root, 1):
+                self.g.frozen.add(root)  # grouped convs of incompatible widths
         return self.g
 
     def layout(self, arg: Any) -> Layout | None:
@@ -330,12 +347,22 @@ class _Analyser:
         if src is not None and (src.dim != 1 or src.width != conv.in_channels):
             self.freeze(src, f"`{node.name}` (conv input channels not on dim 1)")
             src = None
-        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-        if depthwise:
+        width = conv.in_channels // conv.groups
+        if conv.groups > 1 and conv.in_channels == conv.out_channels:
+            # Depthwise (width 1) or grouped conv: output group g reads input group g only,
+            # so it keeps its producer's channels, searched in whole groups of `width`.
             out = src if src is not None else self.fresh(1, conv.out_channels)
+            offsets = [0]
+            for seg in out.segments:
+                offsets.append(offsets[-1] + seg.size * seg.rep)
+            if any(o % width for o in offsets) or any(s.rep != 1 and width > 1
+                                                      for s in out.segments):  # fmt: skip
+                self.freeze(out, f"`{node.name}` (grouped conv across channel groups)")
+            for seg in out.segments:
+                self.coarsen(seg.group, width)
             if not self.searchable_layer(target, conv):
                 self.freeze(out, "excluded layer", warn=False)
-            kind = "depthwise"
+            kind = "depthwise" if width == 1 else "grouped"
         elif conv.groups > 1:
             self.freeze(src, f"`{node.name}` (grouped conv, groups={conv.groups})")
             src = None

@@ -137,7 +137,7 @@ class _Converter:
         channels, with the detached mask to apply to that input."""
         needs: dict[str, ChannelVector] = {}
         zero: dict[fx.Node, bool] = {}
-        mixers = {lc.node: lc for lc in self.cg.layers if lc.kind != "depthwise"}
+        mixers = {lc.node: lc for lc in self.cg.layers if lc.kind in ("conv", "linear")}
         for node in self.gm.graph.nodes:
             lc = mixers.get(node)
             if (lc is not None and self.cg.searchable(lc.in_layout)
@@ -174,7 +174,7 @@ def build_search_network(
     for gid in sorted(cg.parent):
         group = cg.root(gid)
         if group not in cg.frozen and group not in plan.masks:
-            plan.masks[group] = ChannelMask(cg.group_size[group])
+            plan.masks[group] = ChannelMask(cg.group_size[group] // cg.unit(group))
     conv = _Converter(gm, cg, plan, root)
     conv.decide_mask_points()
     conv.swap_layers(tap_masks)

@@ -53,18 +53,20 @@ def tap_geometry(conv: nn.Conv1d, taps: Sequence[int]) -> tuple[int, int, tuple[
 
 def export_conv(conv: nn.Module, in_keep: Keep, out_keep: Keep, taps: Keep = None) -> nn.Module:
     """Slice a Conv1d/2d/3d: output channels ``out_keep``, input channels ``in_keep`` (for a
-    depthwise conv both are the same channels), Conv1d kernel taps ``taps``.
+    depthwise or grouped conv with as many outputs as inputs, both are the same channels,
+    whole groups), Conv1d kernel taps ``taps``.
 
     Returns a conv of the same type, or ``Sequential(ConstantPad1d, Conv1d)`` when the kept
     taps need asymmetric padding.
     """
     w = conv.weight.detach()
     dev = w.device
-    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+    grouped = conv.groups > 1 and conv.in_channels == conv.out_channels
     out_idx = _index(out_keep, conv.out_channels, dev)
-    if depthwise:
+    if grouped:  # depthwise or grouped: whole groups kept, each reading its own channels
         w = w[out_idx]
-        cin = groups = len(out_idx)
+        cin = len(out_idx)
+        groups = cin // (conv.in_channels // conv.groups)
     elif conv.groups == 1:
         in_idx = _index(in_keep, conv.in_channels, dev)
         w = w[out_idx][:, in_idx]

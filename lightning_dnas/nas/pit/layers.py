@@ -25,8 +25,9 @@ from .masks import ChannelMask, TapMask
 class ChannelVector:
     """The binarized mask over a whole channel dimension built from segment masks.
 
-    ``parts`` lists ``(mask or None, size, rep)``: a None mask is a frozen segment (ones).
-    The vector is ``cat(repeat_interleave(mask_k, rep_k))``. Held as a plain object (not a
+    ``parts`` lists ``(mask or None, size, rep)``: a None mask is a frozen segment (ones);
+    a mask of ``size / unit`` entries covers ``unit`` consecutive channels per entry. The
+    vector is ``cat(repeat_interleave(mask_k, unit_k * rep_k))``. Held as a plain object (not a
     module) so the masks stay registered once, in the search wrapper.
     """
 
@@ -38,12 +39,13 @@ class ChannelVector:
         pieces = []
         for mask, size, rep in self.parts:
             if mask is None:
-                piece = like.new_ones(size)
+                piece, times = like.new_ones(size), rep
             else:
                 piece = mask()
                 if self.detach:
                     piece = piece.detach()
-            pieces.append(piece.repeat_interleave(rep) if rep > 1 else piece)
+                times = rep * size // piece.numel()
+            pieces.append(piece.repeat_interleave(times) if times > 1 else piece)
         vec = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         return vec.to(like.dtype)
 
