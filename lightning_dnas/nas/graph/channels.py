@@ -119,8 +119,13 @@ ZERO_PRESERVING = frozenset({
     "hardtanh", "tanh", "softsign", "tanhshrink", "hardshrink", "softshrink", "dropout",
     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "identity",
     "contiguous", "clone", "float", "to", "neg", "abs", "square", "detach",
-    "stochastic_depth",  # torchvision.ops: scales whole samples by 0 or 1/(1-p)
+    "stochastic_depth",
 })  # fmt: skip
+# Functions outside torch recognised by qualified name.
+_FOREIGN_FUNCTIONS = {
+    # Scales whole samples by 0 or 1/(1-p): zero-preserving, channels untouched.
+    "torchvision.ops.stochastic_depth.stochastic_depth": "stochastic_depth",
+}
 # Elementwise functions with f(0) != 0: pruned channels must be re-masked before a mixer.
 NON_ZERO_PRESERVING = frozenset({"sigmoid", "hardsigmoid", "exp", "cos", "softplus"})
 POOL_FUNCTIONS = frozenset({
@@ -134,7 +139,8 @@ BINARY = frozenset({"add", "sub", "mul", "div"})
 NON_TENSOR = frozenset({"size", "dim", "getattr", "numel"})
 _ALIASES = {"truediv": "div", "concat": "cat", "concatenate": "cat", "multiply": "mul",
             "subtract": "sub", "divide": "div", "iadd": "add", "isub": "sub", "imul": "mul",
-            "itruediv": "div", "_unsafe_view": "view"}  # fmt: skip
+            "itruediv": "div", "_unsafe_view": "view", "swapaxes": "transpose",
+            "swapdims": "transpose"}  # fmt: skip
 _MODULE_FUNCTIONS: dict[type, str] = {
     nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu",
     nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish",
@@ -154,9 +160,14 @@ def op_name(node: fx.Node) -> str | None:
         name = str(node.target)
     elif node.op == "call_function":
         module = getattr(node.target, "__module__", None) or ""
-        if not (module.startswith("torch") or module in ("_operator", "operator", "builtins")):
-            return None
         name = getattr(node.target, "__name__", "")
+        if f"{module}.{name}" in _FOREIGN_FUNCTIONS:
+            return _FOREIGN_FUNCTIONS[f"{module}.{name}"]
+        # Only torch's own namespace: a look-alike name elsewhere (``mylib.relu``) may
+        # compute anything, so it must not be read as the torch function.
+        if not (module == "torch" or module.startswith("torch.")
+                or module in ("_operator", "operator", "builtins")):  # fmt: skip
+            return None
     else:
         return None
     if name.endswith("_") and not name.startswith("_"):
