@@ -18,9 +18,7 @@ class CausalConvBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.pad = nn.ConstantPad1d(((kernel_size - 1) * dilation, 0), 0.0)
-        self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, dilation=dilation, bias=False
-        )
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, bias=False)
         self.bn = nn.BatchNorm1d(out_channels)
         self.relu = nn.ReLU()
 

@@ -1,0 +1,1 @@
+"""Small datasets generated locally (no downloads) for examples and tests."""
