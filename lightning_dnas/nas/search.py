@@ -18,7 +18,7 @@ from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
 from .pit.layers import MaskedBatchNorm, MaskedConv, MaskedLinear
-from .pit.masks import THRESHOLD, TapMask
+from .pit.masks import THRESHOLD, ForwardClock, TapMask
 from .supernet.module import SuperNetModule, icv_loss, set_softmax, set_temperature
 
 Selector = str | type
@@ -170,6 +170,10 @@ class DNAS(SearchModel):
             {_key(owner[root]): m for root, m in plan.masks.items()}
         )
         self._group_masks = plan.masks  # by group root; the same modules as channel_masks
+        clock = ForwardClock()
+        for mask in plan.masks.values():
+            mask.clock = clock
+        self._clock_hook = net.register_forward_pre_hook(clock.advance).id
         self.tap_masks = nn.ModuleDict({_key(k): m for k, m in plan.taps.items()})
         self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
@@ -382,6 +386,7 @@ class DNAS(SearchModel):
         of returning a wrong network.
         """
         plain = unwrap(copy.deepcopy(self.net))
+        plain._forward_pre_hooks.pop(self._clock_hook, None)
         exported = apply_arch(plain, self.arch())
         if check:
             modes = {n: c.eval_mode for n, c in self.choices.items()}

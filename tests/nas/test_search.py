@@ -58,6 +58,7 @@ def test_export_equals_masked_network_and_hard_cost(key, mask_seed):
     randomize_masks(search, mask_seed)
     exported = search.export(check=False)
     assert not any("Masked" in type(m).__name__ for m in exported.modules())
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in exported.modules())
     assert type(exported) is type(model)
     search.eval(), exported.eval()
     with torch.no_grad():

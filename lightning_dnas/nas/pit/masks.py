@@ -25,6 +25,18 @@ def binarize(theta: Tensor) -> Tensor:
     return hard + (theta - theta.detach())
 
 
+class ForwardClock:
+    """Counts forward passes of a search network (ticked by a pre-hook on its root), so a
+    mask shared by several layers is binarized once per pass instead of once per layer."""
+
+    def __init__(self) -> None:
+        self.tick = 0
+
+    def advance(self, *_: object) -> None:
+        """Start a new forward pass (signature of a forward pre-hook)."""
+        self.tick += 1
+
+
 class ChannelMask(nn.Module):
     """Output-channel mask of one channel group: ``alpha`` (init 1.0, one per channel).
 
@@ -43,6 +55,15 @@ class ChannelMask(nn.Module):
         scale[-1] = 0.0
         self.register_buffer("_scale", scale, persistent=False)
         self.register_buffer("_offset", 1.0 - scale, persistent=False)
+        self.clock: ForwardClock | None = None
+        self._cache: dict[bool, Tensor] = {}
+        self._cache_key: tuple[int, int] = (-1, -1)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Copy/pickle state without the per-pass cache (it may hold an autograd graph)."""
+        state = dict(self.__dict__)
+        state["_cache"], state["_cache_key"] = {}, (-1, -1)
+        return state
 
     @property
     def channels(self) -> int:
@@ -54,8 +75,18 @@ class ChannelMask(nn.Module):
         return self.alpha.abs() * self._scale + self._offset
 
     def forward(self) -> Tensor:
-        """The binarized mask (STE), shape ``[C]``."""
-        return binarize(self.theta())
+        """The binarized mask (STE), shape ``[C]``; computed once per forward pass of the
+        network when a :class:`ForwardClock` is attached (per grad mode: a value made under
+        ``no_grad`` carries no graph), and again whenever ``alpha`` changes in place."""
+        if self.clock is None:
+            return binarize(self.theta())
+        key = (self.clock.tick, self.alpha._version)
+        if key != self._cache_key:
+            self._cache, self._cache_key = {}, key
+        grad = torch.is_grad_enabled()
+        if grad not in self._cache:
+            self._cache[grad] = binarize(self.theta())
+        return self._cache[grad]
 
     def kept(self) -> Tensor:
         """Indices of the channels that survive binarization (sorted, never empty)."""
