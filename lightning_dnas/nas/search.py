@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .arch import FORMAT, apply_arch, set_submodule
+from .cost.fast import FAST_COSTS, LinearCounts, fast_cost
 from .cost.models import CostModel, LayerShape, as_tensor, resolve_costs
 from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
@@ -187,6 +188,7 @@ class DNAS(SearchModel):
         self._calls = cg.layers
         self._first_calls = list(first.values())
         self._owners = {lc.name: self._owner(lc.name) for lc in cg.layers}
+        self._fast = self._linear_counts()
         if softmax is not None:
             set_softmax(self.net, softmax)
         if temperature is not None:
@@ -233,6 +235,45 @@ class DNAS(SearchModel):
             if name.startswith(prefix):
                 return choice_name, choice.names.index(name[len(prefix):].split(".")[0])
         return None
+
+    def _linear_counts(self) -> LinearCounts:
+        roots = {root: i for i, root in enumerate(self._group_masks)}
+        owners = {None: 0}
+        for cname, choice in self.choices.items():
+            for i in range(len(choice.names)):
+                owners[(cname, i)] = len(owners)
+        first = {id(lc) for lc in self._first_calls}
+
+        def affine(layout: Layout | None, fixed: int) -> tuple[dict[int, float], float]:
+            if layout is None:
+                return {}, float(fixed)
+            coefs: dict[int, float] = {}
+            const = 0.0
+            for seg in layout.segments:
+                if self._graph.is_frozen(seg.group):
+                    const += seg.size * seg.rep
+                else:
+                    r = roots[self._graph.root(seg.group)]
+                    coefs[r] = coefs.get(r, 0.0) + seg.rep * self._graph.unit(seg.group)
+            return coefs, const
+
+        rows = []
+        for lc in self._calls:
+            mod = lc.module
+            linear = isinstance(mod, nn.Linear)
+            w_out, b_out = affine(lc.out_layout, mod.out_features if linear else mod.out_channels)
+            w_in, b_in = affine(lc.in_layout, mod.in_features if linear else mod.in_channels)
+            dense = lc.kind in ("conv", "linear")
+            rows.append({
+                "in": w_in, "out": w_out, "b_in": b_in, "b_out": b_out, "dense": dense,
+                "ipg": 1.0 if linear else mod.in_channels // mod.groups,
+                "groups": 1.0 if linear else mod.groups,
+                "k": 1.0 if linear else math.prod(mod.kernel_size),
+                "bias": mod.bias is not None, "positions": lc.positions,
+                "first": id(lc) in first, "owner": owners[self._owners[lc.name]],
+                "taps": self._taps.get(lc.name),
+            })  # fmt: skip
+        return LinearCounts(len(roots), rows)
 
     def _mask(self, group: int) -> Any:
         return self._group_masks[self._graph.root(group)]
@@ -291,6 +332,8 @@ class DNAS(SearchModel):
         cost; the last forward's theta with ``sampled_cost``)."""
         model = self.costs[self._cost_name(name)]
         ref = next(self.net.parameters())
+        if callable(model.fn) and model.fn in FAST_COSTS:
+            return self._fast_soft_cost(FAST_COSTS[model.fn], ref)
         total = ref.new_zeros(())
         per_candidate: dict[tuple[str, int], Tensor] = {}
         for lc in self._layer_calls(model):
@@ -305,6 +348,14 @@ class DNAS(SearchModel):
                      for i in range(len(choice.names))]  # fmt: skip
             total = total + (self._weights(choice) * torch.stack(costs)).sum()
         return total
+
+    def _fast_soft_cost(self, kind: str, ref: Tensor) -> Tensor:
+        if self._group_masks:
+            c = torch.stack([m.theta().sum() for m in self._group_masks.values()])
+        else:
+            c = ref.new_zeros(0)
+        weights = [ref.new_ones(1)] + [self._weights(ch) for ch in self.choices.values()]
+        return fast_cost(self._fast, c.to(ref.dtype), torch.cat(weights), kind)
 
     def hard_cost(self, name: str | None = None) -> float:
         """Exact cost of the binarized, argmax architecture (equals the exported network's)."""

@@ -220,3 +220,22 @@ def test_masked_network_gradients_match_activation_masking():
     assert torch.allclose(m2_alpha.grad, a2.grad, rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(search.net.named_parameters(), ref.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6), name
+
+
+@each_seed
+def test_vectorised_soft_cost_equals_the_per_layer_evaluation(key):
+    from lightning_dnas.nas.cost.models import layer_macs, layer_params
+
+    model, x = make(key)
+    costs = {"params": "params", "macs": "macs",
+             "params_slow": CostModel(lambda s: layer_params(s), per_call=False),
+             "macs_slow": CostModel(lambda s: layer_macs(s), per_call=True)}  # fmt: skip
+    search = PIT(model, x, cost=costs)
+    randomize_masks(search, 2, 0.0, 1.2)
+    for fast, slow in (("params", "params_slow"), ("macs", "macs_slow")):
+        a, b = search.soft_cost(fast), search.soft_cost(slow)
+        assert a.item() == pytest.approx(b.item(), rel=1e-5)
+        ga = torch.autograd.grad(a, list(search.nas_parameters()))
+        gb = torch.autograd.grad(b, list(search.nas_parameters()))
+        for u, v in zip(ga, gb, strict=True):
+            assert torch.allclose(u, v, rtol=1e-4, atol=1e-3 * float(v.abs().max()) + 1e-6)

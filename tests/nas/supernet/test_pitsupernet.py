@@ -81,6 +81,16 @@ def test_export_equals_search_network_and_hard_cost(seed):
         assert torch.equal(fresh(x), exported(x))
 
 
+def test_vectorised_soft_cost_equals_the_per_layer_evaluation():
+    from lightning_dnas import CostModel
+    from lightning_dnas.nas.cost.models import layer_macs
+
+    search = PITSuperNet(Net(), torch.randn(2, 3, 6, 6),
+                         cost={"macs": "macs", "slow": CostModel(lambda s: layer_macs(s))})
+    randomize_masks(search, 3, 0.0, 1.0)
+    assert search.soft_cost("macs").item() == pytest.approx(search.soft_cost("slow").item())
+
+
 def test_soft_cost_gradient_reaches_alphas_and_masks():
     search = PITSuperNet(Net(), torch.randn(2, 3, 6, 6), cost="macs")
     search.soft_cost().backward()
