@@ -34,8 +34,18 @@ class ChannelVector:
     def __init__(self, parts: Sequence[tuple[ChannelMask | None, int, int]], detach: bool):
         self.parts = list(parts)
         self.detach = detach
+        # The common case (one group, one channel per entry) skips the assembly: this runs
+        # for every masked layer in every step, so Python overhead matters.
+        mask, size, rep = self.parts[0]
+        single = len(self.parts) == 1 and mask is not None and rep == 1
+        self._direct = mask if single and mask.channels == size else None
 
     def __call__(self, like: Tensor) -> Tensor:
+        if self._direct is not None:
+            vec = self._direct()
+            if self.detach:
+                vec = vec.detach()
+            return vec if vec.dtype == like.dtype else vec.to(like.dtype)
         pieces = []
         for mask, size, rep in self.parts:
             if mask is None:
@@ -47,7 +57,7 @@ class ChannelVector:
                 times = rep * size // piece.numel()
             pieces.append(piece.repeat_interleave(times) if times > 1 else piece)
         vec = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        return vec.to(like.dtype)
+        return vec if vec.dtype == like.dtype else vec.to(like.dtype)
 
 
 def _view_on(vec: Tensor, dim: int, rank: int) -> Tensor:
@@ -121,13 +131,14 @@ class MaskedBatchNorm(nn.Module):
         super().__init__()
         self.layer = layer
         self._mask = mask
+        self._instance = isinstance(layer, nn.modules.instancenorm._InstanceNorm)
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self.layer
         m = self._mask(x)
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
-        if isinstance(bn, nn.modules.instancenorm._InstanceNorm):
+        if self._instance:
             return F.instance_norm(
                 x, bn.running_mean, bn.running_var, weight, bias,
                 bn.training or not bn.track_running_stats, bn.momentum or 0.0, bn.eps,
@@ -136,7 +147,8 @@ class MaskedBatchNorm(nn.Module):
         factor = 0.0 if bn.momentum is None else bn.momentum
         if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
             bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            if bn.momentum is None:
+                factor = 1.0 / float(bn.num_batches_tracked)
         use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
         stats_running = not bn.training or bn.track_running_stats
         return F.batch_norm(

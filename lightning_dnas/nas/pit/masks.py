@@ -84,9 +84,10 @@ class ChannelMask(nn.Module):
         if key != self._cache_key:
             self._cache, self._cache_key = {}, key
         grad = torch.is_grad_enabled()
-        if grad not in self._cache:
-            self._cache[grad] = binarize(self.theta())
-        return self._cache[grad]
+        value = self._cache.get(grad)
+        if value is None:
+            value = self._cache[grad] = binarize(self.theta())
+        return value
 
     def kept(self) -> Tensor:
         """Indices of the channels that survive binarization (sorted, never empty)."""
