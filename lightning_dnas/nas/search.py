@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .arch import FORMAT, apply_arch, set_submodule
-from .cost.fast import FAST_COSTS, LinearCounts, fast_cost
+from .cost.fast import FAST_COSTS, LinearCounts
 from .cost.models import CostModel, LayerShape, as_tensor, resolve_costs
 from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
@@ -238,7 +238,7 @@ class DNAS(SearchModel):
 
     def _linear_counts(self) -> LinearCounts:
         roots = {root: i for i, root in enumerate(self._group_masks)}
-        owners = {None: 0}
+        owners: dict[Any, int] = {None: 0}
         for cname, choice in self.choices.items():
             for i in range(len(choice.names)):
                 owners[(cname, i)] = len(owners)
@@ -263,9 +263,9 @@ class DNAS(SearchModel):
             linear = isinstance(mod, nn.Linear)
             w_out, b_out = affine(lc.out_layout, mod.out_features if linear else mod.out_channels)
             w_in, b_in = affine(lc.in_layout, mod.in_features if linear else mod.in_channels)
-            dense = lc.kind in ("conv", "linear")
             rows.append({
-                "in": w_in, "out": w_out, "b_in": b_in, "b_out": b_out, "dense": dense,
+                "in": w_in, "out": w_out, "b_in": b_in, "b_out": b_out,
+                "dense": lc.kind in ("conv", "linear"),
                 "ipg": 1.0 if linear else mod.in_channels // mod.groups,
                 "groups": 1.0 if linear else mod.groups,
                 "k": 1.0 if linear else math.prod(mod.kernel_size),
@@ -273,7 +273,8 @@ class DNAS(SearchModel):
                 "first": id(lc) in first, "owner": owners[self._owners[lc.name]],
                 "taps": self._taps.get(lc.name),
             })  # fmt: skip
-        return LinearCounts(len(roots), rows)
+        masks = [(m._scale, m._offset) for m in self._group_masks.values()]
+        return LinearCounts(masks, rows)
 
     def _mask(self, group: int) -> Any:
         return self._group_masks[self._graph.root(group)]
@@ -350,12 +351,13 @@ class DNAS(SearchModel):
         return total
 
     def _fast_soft_cost(self, kind: str, ref: Tensor) -> Tensor:
-        if self._group_masks:
-            c = torch.stack([m.theta().sum() for m in self._group_masks.values()])
-        else:
-            c = ref.new_zeros(0)
-        weights = [ref.new_ones(1)] + [self._weights(ch) for ch in self.choices.values()]
-        return fast_cost(self._fast, c.to(ref.dtype), torch.cat(weights), kind)
+        masks = list(self._group_masks.values())
+        alphas = torch.cat([m.alpha for m in masks]).abs() if masks else ref.new_zeros(0)
+        weights = None
+        if self.choices:
+            probs = [self._weights(c) for c in self.choices.values()]
+            weights = torch.cat([ref.new_ones(1), *probs])
+        return self._fast.cost(alphas.to(ref.dtype), kind, weights)
 
     def hard_cost(self, name: str | None = None) -> float:
         """Exact cost of the binarized, argmax architecture (equals the exported network's)."""

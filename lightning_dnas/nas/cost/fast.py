@@ -1,84 +1,96 @@
 """Vectorised soft cost for the built-in costs (params, MACs): a handful of tensor ops per
 step instead of several per layer, because the soft cost runs in every training step.
 
-Every layer's effective channel counts are affine in the groups' soft counts
-``c_r = sum(theta_r) * unit_r``: ``cin = W_in @ c + b_in``, ``cout = W_out @ c + b_out``.
-Then, per layer ``l`` (``ipg`` = input channels per group: ``cin / groups`` for a dense conv
-or linear, the group width for a depthwise/grouped conv)::
+A group's soft count is ``c_r = sum(theta_r) * unit_r`` with ``theta = |alpha| * scale +
+offset``, so every layer's effective channel counts are affine in ``|a|``, the
+concatenation of all channel-mask alphas: ``cin = P_in |a| + q_in``,
+``cout = P_out |a| + q_out``. Per layer ``l`` (``ipg`` = input channels per group:
+``cin / groups`` for a dense conv or linear, the group width for a depthwise/grouped one)::
 
     params_l = cout_l * (ipg_l * k_l + bias_l)        macs_l = params_l * positions_l
 
-summed with weight 1 outside the choices and ``p_m[i]`` inside candidate ``i`` of choice
-``m``; params count a layer's first call only. Equal to the per-layer evaluation of
-:mod:`.models` (tested), which remains the path for user cost functions.
+so ``cost = dot(cout, u * cin + v)`` with per-layer constants ``u``, ``v`` folding the
+kernel, bias, positions (MACs) or first-call flag (params) and, inside candidate ``i`` of a
+choice ``m``, the weight ``p_m[i]``. Equal to the per-layer evaluation of :mod:`.models`
+(tested), which remains the path for user cost functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .models import layer_macs, layer_macs_no_bias, layer_params
 
-Counts = Callable[[], Tensor]
+FAST_COSTS = {layer_params: "params", layer_macs: "macs", layer_macs_no_bias: "macs_no_bias"}
 
 
 class LinearCounts(nn.Module):
-    """Precomputed affine maps from group counts to per-layer costs (buffers follow the
-    module's device and dtype)."""
+    """Precomputed affine maps from ``|a|`` to per-layer channel counts, and per-layer cost
+    coefficients (buffers follow the module's device and dtype).
 
-    def __init__(
-        self,
-        n_groups: int,
-        layers: Sequence[dict],
-    ) -> None:
+    ``masks``: ``(scale, offset, unit)`` per channel mask in the order of ``|a|``;
+    ``layers``: per layer call, ``in``/``out`` as ``{mask index: channels per entry}``,
+    ``b_in``/``b_out`` frozen channels, ``dense``, ``ipg``, ``groups``, ``k``, ``bias``,
+    ``positions``, ``first``, ``owner`` (0 outside choices, else 1 + candidate slot), ``taps``.
+    """
+
+    def __init__(self, masks: Sequence[tuple[Tensor, Tensor]], layers: Sequence[dict]) -> None:
         super().__init__()
-        n = len(layers)
-        w_in, w_out = torch.zeros(n, n_groups), torch.zeros(n, n_groups)
-        rows = {"b_in": [], "b_out": [], "dense": [], "ipg": [], "groups": [], "k": [],
-                "bias": [], "positions": [], "first": [], "owner": []}  # fmt: skip
-        self.taps: list[tuple[int, nn.Module]] = []
+        sizes = [len(scale) for scale, _ in masks]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        n, entries = len(layers), sum(sizes)
+        p_in, p_out = torch.zeros(n, entries), torch.zeros(n, entries)
+        q_in, q_out = torch.zeros(n), torch.zeros(n)
         for i, layer in enumerate(layers):
-            for r, coef in layer["in"].items():
-                w_in[i, r] += coef
-            for r, coef in layer["out"].items():
-                w_out[i, r] += coef
-            for key in rows:
-                rows[key].append(float(layer[key]))
-            if layer["taps"] is not None:
-                self.taps.append((i, layer["taps"]))
-        self.register_buffer("w_in", w_in, persistent=False)
-        self.register_buffer("w_out", w_out, persistent=False)
-        for key, values in rows.items():
-            self.register_buffer(key, torch.tensor(values), persistent=False)
-        self.register_buffer("owner_index", self.owner.long(), persistent=False)
+            for side, p, q in (("in", p_in, q_in), ("out", p_out, q_out)):
+                q[i] = float(layer[f"b_{side}"])
+                for r, coef in layer[side].items():
+                    scale, offset = masks[r]
+                    p[i, starts[r] : starts[r] + sizes[r]] += coef * scale
+                    q[i] += coef * float(offset.sum())
+        col = {key: torch.tensor([float(layer[key]) for layer in layers]) for key in
+               ("dense", "ipg", "groups", "k", "bias", "positions", "first")}  # fmt: skip
+        self.taps = [(i, layer["taps"]) for i, layer in enumerate(layers) if layer["taps"]]
+        self.register_buffer("p_in", p_in, persistent=False)
+        self.register_buffer("p_out", p_out, persistent=False)
+        self.register_buffer("q_in", q_in, persistent=False)
+        self.register_buffer("q_out", q_out, persistent=False)
+        for key, values in col.items():
+            self.register_buffer(key, values, persistent=False)
+        owner = torch.tensor([int(layer["owner"]) for layer in layers], dtype=torch.long)
+        self.register_buffer("owner", owner, persistent=False)
+        self._static: dict[tuple, tuple[Tensor, Tensor]] = {}
 
-    def params_per_layer(self, c: Tensor) -> Tensor:
-        """``cout * (ipg * k + bias)`` for every layer call, from group counts ``c``."""
-        cin = self.w_in @ c + self.b_in
-        cout = self.w_out @ c + self.b_out
-        ipg = torch.where(self.dense > 0, cin / self.groups, self.ipg)
+    def coefficients(self, kind: str) -> tuple[Tensor, Tensor]:
+        """``(u, v)`` with ``cost = dot(cout, u * cin + v)`` before the choice weights
+        (cached unless soft kernel sizes of Conv1d tap masks enter them)."""
+        key = (kind, self.k.device, self.k.dtype)
+        if not self.taps and key in self._static:
+            return self._static[key]
         k = self.k
         if self.taps:
             index = torch.tensor([i for i, _ in self.taps], device=k.device)
             k = k.index_put((index,), torch.stack([t.soft_taps() for _, t in self.taps]))
-        return cout * (ipg * k + self.bias), cout * ipg * k
+        u = self.dense * k / self.groups
+        v = (1.0 - self.dense) * self.ipg * k
+        if kind != "macs_no_bias":
+            v = v + self.bias
+        w = self.first if kind == "params" else self.positions
+        if not self.taps:
+            self._static[key] = (u * w, v * w)
+            return self._static[key]
+        return u * w, v * w
 
-
-FAST_COSTS = {layer_params: "params", layer_macs: "macs", layer_macs_no_bias: "macs_no_bias"}
-
-
-def fast_cost(
-    counts: LinearCounts, c: Tensor, weights: Tensor, kind: str
-) -> Tensor:
-    """Soft ``kind`` cost (a value of :data:`FAST_COSTS`) from group counts ``c`` and
-    per-owner weights (``weights[owner]``: 1 outside choices, ``p_m[i]`` inside)."""
-    with_bias, no_bias = counts.params_per_layer(c)
-    w = weights[counts.owner_index]
-    if kind == "params":
-        return (with_bias * w * counts.first).sum()
-    if kind == "macs":
-        return (with_bias * w * counts.positions).sum()
-    return (no_bias * w * counts.positions).sum()
+    def cost(self, abs_alpha: Tensor, kind: str, weights: Tensor | None) -> Tensor:
+        """Soft ``kind`` cost (a value of :data:`FAST_COSTS`); ``weights[owner]`` scales each
+        layer (``weights[0] = 1`` outside choices, ``p_m[i]`` inside)."""
+        cin = torch.addmv(self.q_in, self.p_in, abs_alpha)
+        cout = torch.addmv(self.q_out, self.p_out, abs_alpha)
+        u, v = self.coefficients(kind)
+        if weights is not None:
+            w = weights[self.owner]
+            u, v = u * w, v * w
+        return torch.dot(cout, torch.addcmul(v, u, cin))
