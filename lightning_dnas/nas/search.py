@@ -19,7 +19,7 @@ from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
 from .pit.layers import MaskedBatchNorm, MaskedConv, MaskedLinear
-from .pit.masks import THRESHOLD, ForwardClock, TapMask
+from .pit.masks import THRESHOLD, MaskBank, TapMask
 from .supernet.module import SuperNetModule, icv_loss, set_softmax, set_temperature
 
 Selector = str | type
@@ -171,10 +171,8 @@ class DNAS(SearchModel):
             {_key(owner[root]): m for root, m in plan.masks.items()}
         )
         self._group_masks = plan.masks  # by group root; the same modules as channel_masks
-        clock = ForwardClock()
-        for mask in plan.masks.values():
-            mask.clock = clock
-        self._clock_hook = net.register_forward_pre_hook(clock.advance).id
+        bank = MaskBank(list(plan.masks.values()))
+        self._bank_hook = net.register_forward_pre_hook(bank).id
         self.tap_masks = nn.ModuleDict({_key(k): m for k, m in plan.taps.items()})
         self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
@@ -439,7 +437,7 @@ class DNAS(SearchModel):
         of returning a wrong network.
         """
         plain = unwrap(copy.deepcopy(self.net))
-        plain._forward_pre_hooks.pop(self._clock_hook, None)
+        plain._forward_pre_hooks.pop(self._bank_hook, None)
         exported = apply_arch(plain, self.arch())
         if check:
             modes = {n: c.eval_mode for n, c in self.choices.items()}

@@ -25,16 +25,28 @@ def binarize(theta: Tensor) -> Tensor:
     return hard + (theta - theta.detach())
 
 
-class ForwardClock:
-    """Counts forward passes of a search network (ticked by a pre-hook on its root), so a
-    mask shared by several layers is binarized once per pass instead of once per layer."""
+class MaskBank:
+    """Binarizes every channel mask of a search network in one batch of tensor ops at the
+    start of each forward pass (a forward pre-hook on the network's root), instead of a
+    handful of ops per mask and per layer: on CPU the per-op overhead dominates for
+    vectors of a few dozen channels. Masks read their slice of the result."""
 
-    def __init__(self) -> None:
-        self.tick = 0
+    def __init__(self, masks: list[ChannelMask]) -> None:
+        self.masks = masks
+        self.sizes = [m.channels for m in masks]
+        for m in masks:
+            m.bank = self
 
-    def advance(self, *_: object) -> None:
-        """Start a new forward pass (signature of a forward pre-hook)."""
-        self.tick += 1
+    def __call__(self, *_: object) -> None:
+        """Compute all binarized masks for this pass (signature of a forward pre-hook)."""
+        if not self.masks:
+            return
+        alpha = torch.cat([m.alpha for m in self.masks])
+        scale = torch.cat([m._scale for m in self.masks])
+        offset = torch.cat([m._offset for m in self.masks])
+        values = binarize(torch.addcmul(offset, alpha.abs(), scale)).split(self.sizes)
+        for m, value in zip(self.masks, values, strict=True):
+            m._current = (value, m.alpha._version)
 
 
 class ChannelMask(nn.Module):
@@ -55,14 +67,13 @@ class ChannelMask(nn.Module):
         scale[-1] = 0.0
         self.register_buffer("_scale", scale, persistent=False)
         self.register_buffer("_offset", 1.0 - scale, persistent=False)
-        self.clock: ForwardClock | None = None
-        self._cache: dict[bool, Tensor] = {}
-        self._cache_key: tuple[int, int] = (-1, -1)
+        self.bank: MaskBank | None = None
+        self._current: tuple[Tensor, int] | None = None
 
     def __getstate__(self) -> dict[str, object]:
-        """Copy/pickle state without the per-pass cache (it may hold an autograd graph)."""
+        """Copy/pickle state without this pass's value (it may hold an autograd graph)."""
         state = dict(self.__dict__)
-        state["_cache"], state["_cache_key"] = {}, (-1, -1)
+        state["_current"] = None
         return state
 
     @property
@@ -75,19 +86,13 @@ class ChannelMask(nn.Module):
         return self.alpha.abs() * self._scale + self._offset
 
     def forward(self) -> Tensor:
-        """The binarized mask (STE), shape ``[C]``; computed once per forward pass of the
-        network when a :class:`ForwardClock` is attached (per grad mode: a value made under
-        ``no_grad`` carries no graph), and again whenever ``alpha`` changes in place."""
-        if self.clock is None:
-            return binarize(self.theta())
-        key = (self.clock.tick, self.alpha._version)
-        if key != self._cache_key:
-            self._cache, self._cache_key = {}, key
-        grad = torch.is_grad_enabled()
-        value = self._cache.get(grad)
-        if value is None:
-            value = self._cache[grad] = binarize(self.theta())
-        return value
+        """The binarized mask (STE), shape ``[C]``: the value its :class:`MaskBank`
+        computed for the current forward pass, or computed here when there is none or
+        ``alpha`` changed in place since."""
+        current = self._current
+        if current is not None and current[1] == self.alpha._version:
+            return current[0]
+        return binarize(self.theta())
 
     def kept(self) -> Tensor:
         """Indices of the channels that survive binarization (sorted, never empty)."""
