@@ -46,59 +46,7 @@ def _selectors(value: Selector | Iterable[Selector] | None) -> list[Selector]:
     return out
 
 
-class SearchModel(nn.Module):
-    """Common API of the search wrappers: costs, regulariser, parameter split, export."""
-
-    costs: dict[str, CostModel]
-
-    def soft_cost(self, name: str | None = None) -> Tensor:
-        """Differentiable cost of the current architecture (``name``: which cost; default
-        the first one given)."""
-        raise NotImplementedError
-
-    def hard_cost(self, name: str | None = None) -> float:
-        """Exact cost of the architecture that ``export()`` would produce."""
-        raise NotImplementedError
-
-    def _cost_name(self, name: str | None) -> str:
-        if name is None:
-            return next(iter(self.costs))
-        if name not in self.costs:
-            raise KeyError(f"unknown cost {name!r}; this search has costs {list(self.costs)}")
-        return name
-
-    def regularizer(
-        self,
-        strength: float | Mapping[str, float],
-        target: float | Mapping[str, float] | None = None,
-    ) -> Tensor:
-        """``sum_n lambda_n * R_n`` with ``R_n = cost_n`` or, when a target (budget) is given,
-        the hinge ``max(0, cost_n - target_n)``.
-
-        ``strength`` is one lambda for the first cost or a ``{cost name: lambda}`` dict;
-        ``target`` likewise.
-        """
-        first = self._cost_name(None)
-        lambdas = {first: float(strength)} if not isinstance(strength, Mapping) else strength
-        targets: Mapping[str, float] = (
-            {} if target is None else {first: float(target)}
-            if not isinstance(target, Mapping) else target
-        )  # fmt: skip
-        unknown = (set(lambdas) | set(targets)) - set(self.costs)
-        if unknown:
-            raise KeyError(f"unknown cost(s) {sorted(unknown)}; costs are {list(self.costs)}")
-        total: Tensor | None = None
-        for name, lam in lambdas.items():
-            cost = self.soft_cost(name)
-            if name in targets:
-                cost = torch.relu(cost - targets[name])
-            term = lam * cost
-            total = term if total is None else total + term
-        assert total is not None, "strength={} gives no regulariser term"
-        return total
-
-
-class DNAS(SearchModel):
+class DNAS(nn.Module):
     """A converted network with PIT masks and/or SuperNet choices: the common engine of
     :class:`PIT`, :class:`SuperNet` and :class:`PITSuperNet` (use those presets).
 
@@ -109,6 +57,7 @@ class DNAS(SearchModel):
     """
 
     method = "dnas"
+    costs: dict[str, CostModel]
 
     def __init__(
         self,
@@ -224,6 +173,44 @@ class DNAS(SearchModel):
     def icv(self, eps: float = 1e-3) -> Tensor:
         """ICV polarisation loss ``sum_m mean(p_m)^2 / (var(p_m) + eps)`` (0 without choices)."""
         return icv_loss(self.net, eps=eps, sampled=self.sampled_cost)
+
+    def _cost_name(self, name: str | None) -> str:
+        if name is None:
+            return next(iter(self.costs))
+        if name not in self.costs:
+            raise KeyError(f"unknown cost {name!r}; this search has costs {list(self.costs)}")
+        return name
+
+    def regularizer(
+        self,
+        strength: float | Mapping[str, float],
+        target: float | Mapping[str, float] | None = None,
+    ) -> Tensor:
+        """``sum_n lambda_n * R_n`` with ``R_n = cost_n`` or, when a target (budget) is given,
+        the hinge ``max(0, cost_n - target_n)``.
+
+        ``strength`` is one lambda for the first cost or a ``{cost name: lambda}`` dict;
+        ``target`` likewise.
+        """
+        first = self._cost_name(None)
+        lambdas = {first: float(strength)} if not isinstance(strength, Mapping) else strength
+        targets: Mapping[str, float] = (
+            {} if target is None else {first: float(target)}
+            if not isinstance(target, Mapping) else target
+        )  # fmt: skip
+        if not lambdas:
+            raise ValueError(f"strength names no cost; give a number or {{name: lambda}} "
+                             f"for the costs {list(self.costs)}")  # fmt: skip
+        unknown = (set(lambdas) | set(targets)) - set(self.costs)
+        if unknown:
+            raise KeyError(f"unknown cost(s) {sorted(unknown)}; costs are {list(self.costs)}")
+        total: Tensor = 0.0  # type: ignore[assignment]  # a tensor after the first term
+        for name, lam in lambdas.items():
+            cost = self.soft_cost(name)
+            if name in targets:
+                cost = torch.relu(cost - targets[name])
+            total = total + lam * cost
+        return total
 
     # -- costs ----------------------------------------------------------------------------
     def _owner(self, name: str) -> tuple[str, int] | None:
