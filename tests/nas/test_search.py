@@ -144,6 +144,8 @@ def test_regularizer_forms():
     assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in search.nas_parameters())
     with pytest.raises(KeyError, match="latency"):
         search.regularizer({"latency": 1.0})
+    with pytest.raises(ValueError, match="names no cost"):
+        search.regularizer({})
 
 
 def test_soft_cost_gradient_flows_to_every_mask():
