@@ -62,8 +62,8 @@ class ConstantTemperature:
 
 
 @dataclass(frozen=True)
-class LinearTemperature:
-    """Linear ramp ``T(step) = t0 + (t1 - t0) * min(step, steps) / steps``."""
+class _Ramp:
+    """A ramp from ``t0`` to ``t1`` over ``steps`` steps, constant at ``t1`` afterwards."""
 
     t0: float
     t1: float
@@ -75,30 +75,27 @@ class LinearTemperature:
         validate_temperature(self.t1)
         _check_steps(self.steps)
 
-    def __call__(self, step: int) -> float:
-        """Temperature at ``step``."""
-        s = min(_check_step(step), self.steps)
-        return self.t0 + (self.t1 - self.t0) * s / self.steps
+    def fraction(self, step: int) -> float:
+        """``min(step, steps) / steps``, in [0, 1]."""
+        return min(_check_step(step), self.steps) / self.steps
 
 
 @dataclass(frozen=True)
-class ExponentialTemperature:
-    """Geometric ramp ``T(step) = t0 * (t1 / t0) ** (min(step, steps) / steps)``."""
-
-    t0: float
-    t1: float
-    steps: int
-
-    def __post_init__(self) -> None:
-        """Validate ``t0``, ``t1`` (finite, ``> 0``) and ``steps`` (``int >= 1``)."""
-        validate_temperature(self.t0)
-        validate_temperature(self.t1)
-        _check_steps(self.steps)
+class LinearTemperature(_Ramp):
+    """Linear ramp ``T(step) = t0 + (t1 - t0) * min(step, steps) / steps``."""
 
     def __call__(self, step: int) -> float:
         """Temperature at ``step``."""
-        s = min(_check_step(step), self.steps)
-        return self.t0 * (self.t1 / self.t0) ** (s / self.steps)
+        return self.t0 + (self.t1 - self.t0) * self.fraction(step)
+
+
+@dataclass(frozen=True)
+class ExponentialTemperature(_Ramp):
+    """Geometric ramp ``T(step) = t0 * (t1 / t0) ** (min(step, steps) / steps)``."""
+
+    def __call__(self, step: int) -> float:
+        """Temperature at ``step``."""
+        return self.t0 * (self.t1 / self.t0) ** self.fraction(step)
 
 
 SCHEDULE_KINDS: dict[str, type] = {
