@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import TensorMetadata
 
 from ..supernet.module import SuperNetModule
 
@@ -97,6 +97,21 @@ def as_tuple(example_input: Any) -> tuple[Any, ...]:
     return (example_input,)
 
 
+class _ShapeRecorder(fx.Interpreter):
+    """Runs a GraphModule and records each tensor result's shape and dtype. (torch.fx's own
+    ShapeProp also checks memory formats through ``torch._check``, which imports sympy:
+    ~0.27 s on the first conversion of a process, for nothing the analysis uses.)"""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta["tensor_meta"] = TensorMetadata(
+                result.shape, result.dtype, result.requires_grad, result.stride(), None,
+                result.is_quantized, {},
+            )  # fmt: skip
+        return result
+
+
 def propagate_shapes(gm: fx.GraphModule, example_input: Any) -> None:
     """Annotate every node with ``meta['tensor_meta']`` (shape, dtype) by running ``gm`` on
     ``example_input``, on a copy in eval mode without gradients so that BatchNorm running
@@ -104,7 +119,7 @@ def propagate_shapes(gm: fx.GraphModule, example_input: Any) -> None:
     probe = copy.deepcopy(gm)
     probe.eval()
     with torch.no_grad():
-        ShapeProp(probe).propagate(*as_tuple(example_input))
+        _ShapeRecorder(probe).run(*as_tuple(example_input))
     for src, dst in zip(probe.graph.nodes, gm.graph.nodes, strict=True):
         if "tensor_meta" in src.meta:
             dst.meta["tensor_meta"] = src.meta["tensor_meta"]
