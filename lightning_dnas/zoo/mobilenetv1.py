@@ -1,5 +1,7 @@
 """MobileNetV1, the MLPerf Tiny visual-wake-words reference network."""
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -80,19 +82,27 @@ class MobileNetV1(nn.Module):
     - every conv has no bias and is followed by BN + ReLU;
     - AvgPool2d(3), flatten, Linear 256->num_classes.
 
+    ``block(in_channels, out_channels, stride)`` builds each of the 13 blocks (the
+    SuperNet variant passes a choice there).
+
     With ``num_classes=2, width=0.25``: 213,586 parameters in total (BatchNorm included);
     208,114 conv+linear parameters (bias included, BN excluded) and 7,489,666 MACs per
     sample (conv+linear parameters including bias times output spatial positions).
     """
 
-    def __init__(self, num_classes: int = 2, width: float = 0.25) -> None:
+    def __init__(
+        self,
+        num_classes: int = 2,
+        width: float = 0.25,
+        block: Callable[[int, int, int], nn.Module] = DepthwiseSeparableBlock,
+    ) -> None:
         super().__init__()
         in_channels = int(32 * width)
         self.stem = ConvBNReLU(3, in_channels, kernel_size=3, stride=2)
         blocks = []
         for base_channels, stride in _BLOCKS:
             out_channels = int(base_channels * width)
-            blocks.append(DepthwiseSeparableBlock(in_channels, out_channels, stride))
+            blocks.append(block(in_channels, out_channels, stride))
             in_channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         self.avgpool = nn.AvgPool2d(3)

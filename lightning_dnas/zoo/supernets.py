@@ -36,8 +36,7 @@ from torch import Tensor, nn
 
 from lightning_dnas.nas.supernet import SuperNetModule
 from lightning_dnas.zoo.dscnn import DSCNNStem
-from lightning_dnas.zoo.mobilenetv1 import _BLOCKS as _MOBILENET_BLOCKS
-from lightning_dnas.zoo.mobilenetv1 import ConvBNReLU, DepthwiseSeparableBlock
+from lightning_dnas.zoo.mobilenetv1 import ConvBNReLU, DepthwiseSeparableBlock, MobileNetV1
 
 __all__ = [
     "CANDIDATE_NAMES",
@@ -374,7 +373,7 @@ def _mobilenet_choice(in_channels: int, out_channels: int, stride: int) -> Super
     return SuperNetModule(candidates)
 
 
-class MobileNetV1SuperNet(nn.Module):
+class MobileNetV1SuperNet(MobileNetV1):
     """MobileNetV1 SuperNet of the thesis' VWW experiments (pytorch-benchmarks
     ``visual_wake_words/vww_sn_model.py``), built on :class:`~lightning_dnas.zoo.MobileNetV1`.
 
@@ -408,20 +407,4 @@ class MobileNetV1SuperNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 2, width: float = 0.25) -> None:
-        super().__init__()
-        in_channels = int(32 * width)
-        self.stem = ConvBNReLU(3, in_channels, kernel_size=3, stride=2)
-        choices = []
-        for base_channels, stride in _MOBILENET_BLOCKS:
-            out_channels = int(base_channels * width)
-            choices.append(_mobilenet_choice(in_channels, out_channels, stride))
-            in_channels = out_channels
-        self.blocks = nn.Sequential(*choices)
-        self.avgpool = nn.AvgPool2d(3)
-        self.classifier = nn.Linear(in_channels, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits of a ``(N, 3, 96, 96)`` batch."""
-        x = self.blocks(self.stem(x))
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.classifier(x)
+        super().__init__(num_classes, width, block=_mobilenet_choice)
