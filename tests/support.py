@@ -55,6 +55,22 @@ def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) / max(1.0, float(a.abs().max()))
 
 
+def assert_export_matches(search: nn.Module, x: torch.Tensor, tol: float = 1e-5) -> nn.Module:
+    """Export ``search`` (costs named "params" and "macs") and check, in eval mode, that the
+    exported network computes the search network's function (max relative difference
+    <= ``tol``) and that its own hook-counted params/MACs equal ``hard_cost``."""
+    exported = search.export(check=False)
+    search.eval(), exported.eval()
+    with torch.no_grad():
+        ref, out = search(x), exported(x)
+    assert ref.shape == out.shape
+    assert max_rel_diff(ref, out) <= tol
+    params, macs = conv_linear_costs(exported, x)
+    assert search.hard_cost("params") == params
+    assert search.hard_cost("macs") == macs
+    return exported
+
+
 def assert_faithful(model: nn.Module, x: torch.Tensor, mask_seeds: range = range(3)) -> None:
     """The PIT contract on one network: all masks on = the seed function; for random masks
     the exported network equals the masked one (eval) and its count equals hard_cost."""
@@ -67,11 +83,4 @@ def assert_faithful(model: nn.Module, x: torch.Tensor, mask_seeds: range = range
         assert torch.equal(search(x), model(x))
     for seed in mask_seeds:
         randomize_masks(search, seed)
-        exported = search.export(check=False).eval()
-        with torch.no_grad():
-            ref, out = search(x), exported(x)
-        assert ref.shape == out.shape
-        assert max_rel_diff(ref, out) <= 1e-5
-        params, macs = conv_linear_costs(exported, x)
-        assert search.hard_cost("params") == params
-        assert search.hard_cost("macs") == macs
+        assert_export_matches(search, x)

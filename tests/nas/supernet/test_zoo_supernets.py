@@ -5,7 +5,11 @@ import torch
 
 from lightning_dnas import PITSuperNet, SuperNet
 from lightning_dnas.zoo import DSCNNSuperNet, MobileNetV1SuperNet, ResNet8SuperNet
-from tests.support import conv_linear_costs, max_rel_diff, randomize_masks, randomize_norms
+from tests.support import (
+    assert_export_matches,
+    randomize_masks,
+    randomize_norms,
+)
 
 CASES = {
     "resnet8": (ResNet8SuperNet, (3, 32, 32), 7),
@@ -25,13 +29,7 @@ def test_zoo_supernet_search_exports_exactly(key, method):
     search = method(model, x, cost={"params": "params", "macs": "macs"})
     assert len(search.choices) == n_choices
     randomize_masks(search, 1, 0.0, 1.0)  # alphas too: random choices
-    exported = search.export()
-    search.eval(), exported.eval()
-    with torch.no_grad():
-        assert max_rel_diff(search(x), exported(x)) <= 1e-5
-    params, macs = conv_linear_costs(exported, x)
-    assert search.hard_cost("params") == params
-    assert search.hard_cost("macs") == macs
+    assert_export_matches(search, x)
 
 
 def test_dscnn_supernet_expected_cost_at_init_matches_a_hand_count():
