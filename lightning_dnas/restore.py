@@ -1,0 +1,233 @@
+"""Checkpoints that carry their own network structure, and ``restore`` to load them.
+
+During a DNAS fit the network inside the LightningModule changes structure: the seed is
+converted into a search network (new mask parameters, wrapped layers), exported (smaller
+layers, choices replaced by candidates), maybe converted again (cascade). A checkpoint's
+weights only load into the structure that wrote them, and Lightning restores weights
+*before* any callback state. So the structure travels inside the weights: the
+LightningModule's ``state_dict`` gets one extra entry, ``STATE_KEY``, a JSON string
+describing how to rebuild the network from the seed (the architectures exported so far and
+the search method in use, if any), and a ``load_state_dict`` pre-hook rebuilds that
+structure before the weights are copied. This is NNI's "apply the architecture before
+loading the weights" done by the checkpoint itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .nas.arch import apply_arch, set_submodule
+from .nas.search import DNAS, PIT, PITSuperNet, SuperNet
+
+STATE_KEY = "_lightning_dnas"
+FORMAT = "lightning_dnas.structure/1"
+PRESETS: dict[str, type[DNAS]] = {"pit": PIT, "supernet": SuperNet, "pitsupernet": PITSuperNet}
+
+
+@dataclass
+class NetworkStructure:
+    """How to rebuild the current network from the seed.
+
+    ``network``: dotted path of the network inside the LightningModule; ``applied``: the
+    architecture specs exported so far, oldest first (each one applied to the result of the
+    previous); ``method`` and ``options``: the search wrapper in use (``None`` for a plain
+    network) and its structural converter options; ``example``: shape and dtype of the
+    example input (enough to trace when no real input is at hand).
+    """
+
+    network: str
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    method: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    example: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The structure as a JSON string (what the checkpoint stores)."""
+        return json.dumps({"format": FORMAT, "network": self.network, "applied": self.applied,
+                           "method": self.method, "options": self.options,
+                           "example": self.example})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkStructure:
+        """Parse :meth:`to_json` output; a ValueError names what is wrong."""
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown lightning_dnas structure format {data.get('format')!r}")
+        return cls(data["network"], data["applied"], data["method"], data["options"],
+                   data["example"])  # fmt: skip
+
+
+def encode_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Converter options as JSON: module types become ``{"type": "pkg.mod:Class"}``."""
+
+    def enc(value: Any) -> Any:
+        if isinstance(value, type):
+            return {"type": f"{value.__module__}:{value.__qualname__}"}
+        if isinstance(value, (list, tuple)):
+            return [enc(v) for v in value]
+        return value
+
+    return {k: enc(v) for k, v in options.items()}
+
+
+def decode_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_options`."""
+
+    def dec(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"type"}:
+            module, _, qualname = value["type"].partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            return obj
+        if isinstance(value, list):
+            return [dec(v) for v in value]
+        return value
+
+    return {k: dec(v) for k, v in options.items()}
+
+
+def example_record(example: Any) -> dict[str, Any]:
+    """Shape and dtype of a tensor example input (a tuple: of each tensor)."""
+    items = example if isinstance(example, (tuple, list)) else (example,)
+    return {"shapes": [list(t.shape) for t in items],
+            "dtypes": [str(t.dtype).removeprefix("torch.") for t in items]}  # fmt: skip
+
+
+def example_from_record(record: Mapping[str, Any]) -> Any:
+    """A zero tensor (or tuple) of the recorded shapes: enough to trace and convert."""
+    tensors = tuple(torch.zeros(s, dtype=getattr(torch, d))
+                    for s, d in zip(record["shapes"], record["dtypes"], strict=True))  # fmt: skip
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def build_network(
+    seed: nn.Module, structure: NetworkStructure, example: Any, cost: Any = "params"
+) -> nn.Module:
+    """A new network of the recorded structure: a copy of ``seed`` with every recorded
+    architecture applied in turn, then converted with the recorded search method (if any).
+    The weights are the seed's; a checkpoint's ``state_dict`` fits it exactly."""
+    net = copy.deepcopy(seed)
+    for spec in structure.applied:
+        net = apply_arch(net, spec)
+    if structure.method is None:
+        return net
+    return PRESETS[structure.method](net, example, cost=cost, **decode_options(structure.options))
+
+
+class StructureKeeper:
+    """State-dict hooks on a LightningModule (or any module holding the network) that write
+    the current :class:`NetworkStructure` into its ``state_dict`` and rebuild it from a
+    loaded ``state_dict`` before the weights are copied.
+
+    ``seed`` is an untrained copy of the seed network (structure only matters), ``example``
+    the example input for conversions, ``cost`` the cost given to rebuilt search wrappers,
+    ``on_rebuild`` an optional function called with the new network.
+    """
+
+    def __init__(
+        self, seed: nn.Module, structure: NetworkStructure, example: Any,
+        cost: Any = "params", on_rebuild: Any = None,
+    ) -> None:  # fmt: skip
+        self.seed = seed
+        self.structure = structure
+        self.example = example
+        self.cost = cost
+        self.on_rebuild = on_rebuild
+
+    def attach(self, owner: nn.Module) -> None:
+        """Register the save and load hooks on ``owner``."""
+        owner.register_state_dict_post_hook(_SaveHook(self))
+        owner.register_load_state_dict_pre_hook(_LoadHook(self))
+
+    def rebuild(self, owner: nn.Module, structure: NetworkStructure) -> nn.Module:
+        """Replace the network inside ``owner`` by a fresh one of ``structure``."""
+        net = build_network(self.seed, structure, self.example, self.cost)
+        set_submodule(owner, structure.network, net)
+        self.structure = structure
+        if self.on_rebuild is not None:
+            self.on_rebuild(net)
+        return net
+
+
+class _SaveHook:
+    """``state_dict`` post-hook: adds the structure entry (a callable object, because torch
+    marks public hooks with an attribute and bound methods take none)."""
+
+    def __init__(self, keeper: StructureKeeper) -> None:
+        self.keeper = keeper
+
+    def __call__(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                 local_metadata: Any) -> None:  # fmt: skip
+        state_dict[prefix + STATE_KEY] = self.keeper.structure.to_json()
+
+
+class _LoadHook:
+    """``load_state_dict`` pre-hook: pops the structure entry and rebuilds the network when
+    the checkpoint's structure differs from the current one."""
+
+    def __init__(self, keeper: StructureKeeper) -> None:
+        self.keeper = keeper
+
+    def __call__(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                 *args: Any) -> None:  # fmt: skip
+        text = state_dict.pop(prefix + STATE_KEY, None)
+        if text is None:
+            return
+        structure = NetworkStructure.from_json(text)
+        if structure.to_json() != self.keeper.structure.to_json():
+            self.keeper.rebuild(module, structure)
+
+
+def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> nn.Module:
+    """Load a checkpoint written during a DNAS fit into ``module``, without the callback.
+
+    ``module`` is either the LightningModule (holding a fresh seed network where the fit
+    held it) or the seed network itself. Its network is first rebuilt in the structure the
+    checkpoint was taken in (exported architectures applied; converted if the checkpoint is
+    from a warmup or search stage, then a search wrapper with ``cost``), then the weights
+    are loaded strictly. Returns ``module`` (a LightningModule) or the rebuilt network.
+    """
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt)
+    if STATE_KEY not in state:
+        raise ValueError(f"{ckpt_path} holds no lightning_dnas structure entry "
+                         f"({STATE_KEY!r}): was it written by a DNASCallback fit?")  # fmt: skip
+    structure = NetworkStructure.from_json(state[STATE_KEY])
+    example = example_from_record(structure.example)
+    whole = _holds(module, structure.network)
+    seed = module.get_submodule(structure.network) if whole else module
+    if isinstance(seed, DNAS):
+        raise ValueError("restore() needs the seed network (as first built), not a search "
+                         "wrapper")  # fmt: skip
+    keeper = StructureKeeper(copy.deepcopy(seed), NetworkStructure(structure.network), example,
+                             cost)  # fmt: skip
+    if whole:
+        keeper.attach(module)
+        module.load_state_dict(state)
+        return module
+    holder = nn.Module()
+    set_submodule(holder, structure.network.split(".")[0], nn.Module())
+    set_submodule(holder, structure.network, seed)
+    keeper.attach(holder)
+    prefix = structure.network + "."
+    holder.load_state_dict({STATE_KEY: state[STATE_KEY],
+                            **{k: v for k, v in state.items() if k.startswith(prefix)}})
+    return holder.get_submodule(structure.network)
+
+
+def _holds(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
