@@ -11,21 +11,29 @@ Engine (pure PyTorch)::
     search = SuperNet(model, example_input=x, cost="macs", softmax="hard_gumbel")
 """
 
+from .callback import DNASCallback
 from .nas.arch import apply_arch
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
 from .nas.search import PIT, PITSuperNet, SuperNet
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
+from .restore import restore
+from .stages import Stage, cascade_stages, default_stages
 
 __all__ = [
     "PIT",
     "CostModel",
+    "DNASCallback",
     "LayerShape",
     "PITSuperNet",
+    "Stage",
     "SuperNet",
     "SuperNetModule",
     "UnsupportedModelError",
     "apply_arch",
+    "cascade_stages",
+    "default_stages",
+    "restore",
     "set_softmax",
     "set_temperature",
     "temperature_schedule",
