@@ -186,7 +186,18 @@ class DNASCallback(Callback):
         self._keeper = StructureKeeper(copy.deepcopy(net), structure, self._example,
                                        self._cost_arg, self._adopt)  # fmt: skip
         self._keeper.attach(pl_module)
+        self._run_after_early_stopping(trainer)
         self._enter(trainer, pl_module, 0, initial=True)
+
+    def _run_after_early_stopping(self, trainer: Trainer) -> None:
+        """Move this callback after every EarlyStopping, so that its ``on_train_epoch_end``
+        sees their stop decision and turns it into the end of a stage that is not the last
+        (ModelCheckpoints stay last, as Lightning orders them)."""
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        stoppers = [i for i, cb in enumerate(callbacks) if isinstance(cb, EarlyStopping)]
+        if stoppers and callbacks.index(self) < stoppers[-1]:
+            callbacks.remove(self)
+            callbacks.insert(stoppers[-1], self)
 
     def _check_options(self) -> None:
         for stage in self.stages:

@@ -1,0 +1,28 @@
+"""DDP: every rank searches and exports the same architecture and ends with the same
+weights (a cascade, so the network is swapped and DDP re-wrapped twice)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).with_name("ddp_fit.py")
+
+
+def test_ddp_ranks_agree_after_every_export(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    assert rank0["epochs"] == rank1["epochs"] == 6
+    assert len(rank0["history"]) == 2
+    assert [h["arch"] for h in rank0["history"]] == [h["arch"] for h in rank1["history"]]
+    assert set(rank0["state"]) == set(rank1["state"])
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
