@@ -1,1 +1,24 @@
-"""Small datasets generated locally (no downloads) for examples and tests."""
+"""Data modules (LightningDataModules) of the benchmark datasets.
+
+Nothing is ever downloaded: MNIST-1D and the scikit-learn digits are generated or bundled
+locally; CIFAR-10, Speech Commands, Visual Wake Words and ToyCar are read from a folder the
+user provides (a missing folder raises :class:`DatasetNotFoundError` saying what to get).
+``DATAMODULES`` maps the short names used by the configuration to the classes.
+"""
+
+from ._base import BaseDataModule, DatasetNotFoundError
+from .digits import DigitsDataModule
+from .mnist1d import MNIST1DDataModule
+
+DATAMODULES: dict[str, type[BaseDataModule]] = {
+    "mnist1d": MNIST1DDataModule,
+    "digits": DigitsDataModule,
+}
+
+__all__ = [
+    "DATAMODULES",
+    "BaseDataModule",
+    "DatasetNotFoundError",
+    "DigitsDataModule",
+    "MNIST1DDataModule",
+]
