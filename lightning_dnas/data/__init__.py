@@ -7,18 +7,24 @@ user provides (a missing folder raises :class:`DatasetNotFoundError` saying what
 """
 
 from ._base import BaseDataModule, DatasetNotFoundError
+from .cifar10 import CIFAR10DataModule
 from .digits import DigitsDataModule
 from .mnist1d import MNIST1DDataModule
+from .vww import VWWDataModule
 
 DATAMODULES: dict[str, type[BaseDataModule]] = {
     "mnist1d": MNIST1DDataModule,
     "digits": DigitsDataModule,
+    "cifar10": CIFAR10DataModule,
+    "vww": VWWDataModule,
 }
 
 __all__ = [
     "DATAMODULES",
     "BaseDataModule",
+    "CIFAR10DataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
     "MNIST1DDataModule",
+    "VWWDataModule",
 ]
