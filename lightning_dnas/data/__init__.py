@@ -10,21 +10,27 @@ from ._base import BaseDataModule, DatasetNotFoundError
 from .cifar10 import CIFAR10DataModule
 from .digits import DigitsDataModule
 from .mnist1d import MNIST1DDataModule
+from .speech_commands import KWS_LABELS, KWS_WORDS, MFCCParams, SpeechCommandsDataModule
 from .vww import VWWDataModule
 
 DATAMODULES: dict[str, type[BaseDataModule]] = {
     "mnist1d": MNIST1DDataModule,
     "digits": DigitsDataModule,
     "cifar10": CIFAR10DataModule,
+    "kws": SpeechCommandsDataModule,
     "vww": VWWDataModule,
 }
 
 __all__ = [
     "DATAMODULES",
+    "KWS_LABELS",
+    "KWS_WORDS",
     "BaseDataModule",
     "CIFAR10DataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
+    "MFCCParams",
     "MNIST1DDataModule",
+    "SpeechCommandsDataModule",
     "VWWDataModule",
 ]
