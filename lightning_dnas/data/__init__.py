@@ -11,6 +11,7 @@ from .cifar10 import CIFAR10DataModule
 from .digits import DigitsDataModule
 from .mnist1d import MNIST1DDataModule
 from .speech_commands import KWS_LABELS, KWS_WORDS, MFCCParams, SpeechCommandsDataModule
+from .toycar import LogMelParams, ToyCarDataModule, anomaly_auc, clip_scores
 from .vww import VWWDataModule
 
 DATAMODULES: dict[str, type[BaseDataModule]] = {
@@ -19,6 +20,7 @@ DATAMODULES: dict[str, type[BaseDataModule]] = {
     "cifar10": CIFAR10DataModule,
     "kws": SpeechCommandsDataModule,
     "vww": VWWDataModule,
+    "toycar": ToyCarDataModule,
 }
 
 __all__ = [
@@ -29,8 +31,12 @@ __all__ = [
     "CIFAR10DataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
+    "LogMelParams",
     "MFCCParams",
     "MNIST1DDataModule",
     "SpeechCommandsDataModule",
+    "ToyCarDataModule",
     "VWWDataModule",
+    "anomaly_auc",
+    "clip_scores",
 ]
