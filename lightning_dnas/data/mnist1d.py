@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from ._base import BaseDataModule
 
 
 def mnist1d_tensors(
@@ -70,3 +73,37 @@ def validation_split(
         raise ValueError(f"{len(y)} samples are too few to hold out a validation split")
     cut = len(y) - n_val
     return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+class MNIST1DDataModule(BaseDataModule):
+    """MNIST-1D (Greydanus, 2020), the embedded default dataset.
+
+    Samples ``x`` are float32 ``[N, 1, 40]``, labels int64 in ``0..9`` (``num_classes`` 10).
+    ``num_samples`` are generated with ``seed`` by :func:`mnist1d_tensors` (80% train,
+    20% test); the last ``val_fraction`` of the training samples is the validation set.
+    """
+
+    num_classes = 10
+    input_shape = (1, 40)
+
+    def __init__(
+        self,
+        num_samples: int = 4000,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size, num_workers, seed)
+        self.num_samples = num_samples
+        self.val_fraction = val_fraction
+
+    def setup(self, stage: str | None = None) -> None:
+        """Generate the samples (once) and build the three splits."""
+        if self.train_set is not None:
+            return
+        x_train, y_train, x_test, y_test = mnist1d_tensors(self.num_samples, seed=self.seed)
+        x_train, y_train, x_val, y_val = validation_split(x_train, y_train, self.val_fraction)
+        self.train_set = TensorDataset(x_train, y_train)
+        self.val_set = TensorDataset(x_val, y_val)
+        self.test_set = TensorDataset(x_test, y_test)
