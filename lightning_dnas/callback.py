@@ -422,6 +422,8 @@ class DNASCallback(Callback):
             trainer.current_epoch + 1 - self._stage_start >= self.stage.epochs)
         if last and done:
             trainer.should_stop = True
+            if self.search is not None:  # the fit ends with a search: export its best state
+                self._export(trainer, pl_module)
             self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
 
     # -- the regulariser and the architecture step ---------------------------------------
@@ -590,6 +592,11 @@ def _find_network(pl_module: LightningModule) -> str:
     found = [name for name, child in pl_module.named_children()
              if not isinstance(child, Metric)
              and any(p.requires_grad for p in child.parameters())]  # fmt: skip
+    if not found:
+        raise MisconfigurationException(
+            f"{type(pl_module).__name__} has no child module with trainable parameters when "
+            "DNASCallback converts it (callback setup, before the module's setup() and "
+            "configure_model()): build the network in __init__, or pass network='<name>'")
     if len(found) != 1:
         raise MisconfigurationException(
             f"DNASCallback cannot tell which child of {type(pl_module).__name__} is the network "

@@ -183,3 +183,62 @@ def test_alternating_search_steps_the_architecture_on_validation_batches():
     shrunk = [n for n in first if n.endswith("alpha") and
               (second[n].abs().sum() < first[n].abs().sum())]
     assert shrunk, "a strong size regulariser must shrink some channel mask"
+
+
+def test_network_built_late_is_refused_with_advice():
+    train, val = loaders()
+
+    class Late(Classifier):
+        def __init__(self):
+            super().__init__(nn.Identity())
+            del self.net
+
+        def configure_model(self):
+            self.net = TinyTCN()
+
+    with pytest.raises(MisconfigurationException, match="build the network in __init__"):
+        _trainer(DNASCallback(export_dir=False)).fit(Late(), train, val)
+
+
+class Temperatures(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        net = pl_module.net
+        if isinstance(net, DNAS):
+            choice = net.choices["choice"]
+            self.seen.append((choice.temperature, choice.softmax))
+
+
+def test_temperature_schedule_and_softmax_mode_follow_the_search_epochs():
+    from lightning_dnas import temperature_schedule
+
+    train, val = loaders()
+    seen = Temperatures()
+    schedule = temperature_schedule("linear", t0=2.0, t1=0.5, steps=3)
+    dnas = DNASCallback("supernet", warmup_epochs=1, search_epochs=4, finetune_epochs=1,
+                        softmax="hard_softmax", temperature=schedule, export_dir=False)
+    _trainer(dnas, seen).fit(Classifier(TinySuperNet()), train, val)
+    # The schedule counts the epochs of the current stage (warmup epoch 0 -> T(0) too).
+    assert seen.seen == [(2.0, "hard_softmax"), (2.0, "hard_softmax"),
+                         (1.5, "hard_softmax"), (1.0, "hard_softmax"), (0.5, "hard_softmax")]
+
+
+def test_budget_target_switches_the_regulariser_off_below_the_budget():
+    def fit(**kwargs):
+        L.seed_everything(0)
+        train, val = loaders()
+        dnas = DNASCallback("pit", search_epochs=2, finetune_epochs=0, arch_lr=0.05,
+                            export_dir=False, **kwargs)
+        module = Classifier(TinyTCN())
+        _trainer(dnas).fit(module, train, val)
+        return dnas.history[0]["arch"], module.net.state_dict()
+
+    free_arch, free_state = fit(strength=0.0)
+    budget_arch, budget_state = fit(strength=10.0, target=1e9)
+    taxed_arch, _ = fit(strength=10.0)
+    # Far below the budget the hinge max(0, cost - target) is 0: the same fit as lambda 0.
+    assert budget_arch == free_arch
+    assert all(torch.equal(budget_state[k], v) for k, v in free_state.items())
+    assert taxed_arch != free_arch
