@@ -395,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParetoError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:  # --wandb without the optional extra
+        print(f"error: {err}: pip install 'lightning_dnas[wandb]'", file=sys.stderr)
+        return 2
     for message in report.skipped:
         print(f"skipped: {message}", file=sys.stderr)
     for message in report.warnings:

@@ -351,3 +351,9 @@ def test_pareto_mask_small_cases():
     assert pareto_mask([(1, 0.5), (2, 0.4)], maximize=False) == [True, True]
     for perm in itertools.permutations([(1, 0.5), (2, 0.7), (3, 0.6)]):
         assert pareto_mask(list(perm)) == [p != (3, 0.6) for p in perm]
+
+
+def test_wandb_missing_is_a_clear_error(sweep_a, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now fails
+    assert main([str(sweep_a), "--wandb"]) == 2
+    assert "pip install 'lightning_dnas[wandb]'" in capsys.readouterr().err
