@@ -98,6 +98,12 @@ class MaskedConv(nn.Module):
                 bias = bias * m
         return conv._conv_forward(x, weight, bias)
 
+    def borrowed_parameters(self) -> list[nn.Parameter]:
+        """Parameters this layer's forward uses without owning them (the tap mask lives
+        in the search wrapper): SuperNet's hard-mode fast path gives them zero gradients
+        when this layer's candidate is not selected."""
+        return [p for taps in self._taps for p in taps.parameters()]
+
 
 class MaskedLinear(nn.Module):
     """A Linear whose weight rows and bias carry the output-channel mask ``out``; ``inp`` as

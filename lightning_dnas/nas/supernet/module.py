@@ -30,6 +30,17 @@ EVAL_MODES: tuple[str, ...] = ("argmax", "soft")
 """Valid values of :attr:`SuperNetModule.eval_mode`."""
 
 
+def _used_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
+    """The parameters a candidate's forward uses: its own, and those its layers borrow
+    (a layer may expose ``borrowed_parameters()``, e.g. PIT tap masks kept outside the
+    network)."""
+    for sub in module.modules():
+        yield from sub.parameters(recurse=False)
+        borrowed = getattr(sub, "borrowed_parameters", None)
+        if borrowed is not None:
+            yield from borrowed()
+
+
 class _AttachZeroGrads(torch.autograd.Function):
     """Identity on ``theta`` whose backward also yields all-zero gradients for ``params``.
 
@@ -234,12 +245,12 @@ class SuperNetModule(nn.Module):
         selected = int(theta.detach().argmax())
         # Trainable weights of the unselected candidates only (a weight shared with the
         # selected candidate gets its real gradient from there), each once.
-        chosen_ids = {id(p) for p in modules[selected].parameters()}
+        chosen_ids = {id(p) for p in _used_parameters(modules[selected])}
         others = {
             id(p): p
             for i, m in enumerate(modules)
             if i != selected
-            for p in m.parameters()
+            for p in _used_parameters(m)
             if p.requires_grad and id(p) not in chosen_ids
         }
         if others and torch.is_grad_enabled():

@@ -94,3 +94,49 @@ def test_soft_cost_gradient_reaches_alphas_and_masks():
     search.soft_cost().backward()
     assert search.net.block.alpha.grad.abs().sum() > 0
     assert all(p.grad is not None for p in search.channel_masks.parameters())
+
+
+class Temporal(nn.Module):
+    """Conv1d candidates (PIT tap masks inside them) behind a stem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(1, 8, 3, padding=1)
+        self.choice = SuperNetModule({
+            "wide": nn.Sequential(nn.Conv1d(8, 6, 5, padding=2), nn.BatchNorm1d(6), nn.ReLU(),
+                                  nn.Conv1d(6, 8, 3, padding=1)),
+            "narrow": nn.Sequential(nn.Conv1d(8, 5, 3, padding=1), nn.ReLU(),
+                                    nn.Conv1d(5, 8, 3, padding=1)),
+        })  # fmt: skip
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.choice(self.stem(x)).mean(-1))
+
+
+@pytest.mark.parametrize("selected", ["wide", "narrow"])
+def test_hard_fast_path_gradients_of_masks_inside_candidates_equal_full_computation(selected):
+    import copy
+    import types
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 16)
+    fast = PITSuperNet(Temporal(), x, softmax="hard_softmax")
+    with torch.no_grad():
+        fast.net.choice.alpha.copy_(torch.tensor([1.0, 0.0] if selected == "wide" else [0.0, 1.0]))
+    full = copy.deepcopy(fast)
+
+    def every_candidate(self, inp):
+        theta = self.theta()
+        return sum(t * m(inp) for t, m in zip(theta, self.candidates.values(), strict=True))
+
+    full.net.choice.forward = types.MethodType(every_candidate, full.net.choice)
+    fast(x).square().mean().backward()
+    full(x).square().mean().backward()
+    for (name, p_fast), (_, p_full) in zip(fast.named_parameters(), full.named_parameters(),
+                                           strict=True):
+        assert p_fast.grad is not None, f"{name}: None, the full computation gives zeros"
+        torch.testing.assert_close(p_fast.grad, p_full.grad, atol=1e-7, rtol=1e-6, msg=name)
+    other = "narrow" if selected == "wide" else "wide"
+    taps = [p for n, p in fast.tap_masks.named_parameters() if f"candidates/{other}" in n]
+    assert taps and all(not p.grad.any() for p in taps)
