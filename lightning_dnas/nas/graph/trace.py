@@ -98,7 +98,8 @@ def as_tuple(example_input: Any) -> tuple[Any, ...]:
 
 
 class _ShapeRecorder(fx.Interpreter):
-    """Runs a GraphModule and records each tensor result's shape and dtype. (torch.fx's own
+    """Runs a GraphModule and records each tensor result's shape and dtype, and the shapes of
+    the pieces of a tuple of tensors. (torch.fx's own
     ShapeProp also checks memory formats through ``torch._check``, which imports sympy:
     ~0.27 s on the first conversion of a process, for nothing the analysis uses.)"""
 
@@ -109,6 +110,10 @@ class _ShapeRecorder(fx.Interpreter):
                 result.shape, result.dtype, result.requires_grad, result.stride(), None,
                 result.is_quantized, {},
             )  # fmt: skip
+        elif isinstance(result, (tuple, list)) and result and all(
+            isinstance(t, torch.Tensor) for t in result
+        ):
+            n.meta["piece_shapes"] = [tuple(t.shape) for t in result]  # split/chunk pieces
         return result
 
 
@@ -121,5 +126,6 @@ def propagate_shapes(gm: fx.GraphModule, example_input: Any) -> None:
     with torch.no_grad():
         _ShapeRecorder(probe).run(*as_tuple(example_input))
     for src, dst in zip(probe.graph.nodes, gm.graph.nodes, strict=True):
-        if "tensor_meta" in src.meta:
-            dst.meta["tensor_meta"] = src.meta["tensor_meta"]
+        for key in ("tensor_meta", "piece_shapes"):
+            if key in src.meta:
+                dst.meta[key] = src.meta[key]

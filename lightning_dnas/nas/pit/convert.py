@@ -19,6 +19,7 @@ from ..graph.channels import (
     BINARY,
     NON_TENSOR,
     NORM_TYPES,
+    PAD_TYPES,
     POOL_FUNCTIONS,
     POOL_TYPES,
     REDUCTIONS,
@@ -27,6 +28,7 @@ from ..graph.channels import (
     ChannelGraph,
     LayerCall,
     Layout,
+    is_channel_prelu,
     module_function,
     op_name,
 )
@@ -97,21 +99,26 @@ class _Converter:
             else:
                 self.out_vectors[name] = self.vector(layout, detach=False)
                 self.folded.update(lc.node for lc in calls)
-        for node, _name, layout in self.cg.companions:
-            if self.cg.searchable(layout):
+        for node, name, layout in self.cg.companions:
+            if self.cg.searchable(layout) and not is_channel_prelu(self.modules[name]):
                 self.folded.add(node)
 
     def zero_preserved(self, node: fx.Node, zero: dict[fx.Node, bool]) -> bool:
         """Whether pruned channels of ``node``'s output are exactly zero."""
+        args = [a for a in node.args if isinstance(a, fx.Node)]
+        if node in self.cg.pieces:  # a tuple value: zero where all its sources are
+            return all(zero.get(a, True) for a in args)
         if node in self.folded or not self.cg.searchable(self.cg.layouts.get(node)):
             return True
-        args = [a for a in node.args if isinstance(a, fx.Node)]
         first = zero.get(args[0], True) if args else True
         if node.op == "call_module":
             module = self.modules[str(node.target)]
-            if module_function(module) in ZERO_PRESERVING or isinstance(module, POOL_TYPES):
+            if (module_function(module) in ZERO_PRESERVING or is_channel_prelu(module)
+                    or isinstance(module, (*POOL_TYPES, nn.Flatten))):  # fmt: skip
                 return first
-            return isinstance(module, (nn.Flatten, nn.ZeroPad2d)) and first
+            if isinstance(module, PAD_TYPES):
+                return first and not getattr(module, "value", 0)
+            return False
         if node.target is choice_mix:
             return all(zero.get(a, True) for a in args)
         name = op_name(node)
@@ -161,6 +168,8 @@ class _Converter:
         for _node, name, layout in self.cg.companions:
             if self.cg.searchable(layout) and name not in self.plan.norms:
                 self.plan.norms[name] = layout
+                if is_channel_prelu(self.modules[name]):
+                    continue  # prelu(0) = 0: only sliced on export, no mask needed
                 vec = self.vector(layout, detach=name not in self.grad_norms)
                 set_submodule(self.root, name, MaskedBatchNorm(self.modules[name], vec))
 
