@@ -603,6 +603,8 @@ class _Analyser:
             mapped = lay.with_dim(lay.dim + rank - len(shape or ()))
             if name == "div" and position == 1:
                 self.freeze(lay, f"`{node.name}` (divisor)", warn=False)
+            if mapped.width == 1 and out_shape[mapped.dim] > 1:
+                continue  # one value broadcast to every channel (a spatial gate): not merged
             tracked.append(mapped)
         if not tracked:
             return None
@@ -785,7 +787,8 @@ class _Analyser:
         if relative and len(widths) == sections and len(set(widths)) == 1:
             tied = self.tie(src, widths[0], len(widths))
         if tied is None:  # (a failed tie may have refined groups of src: expand it)
-            self.freeze(self.expand(src), f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)")
+            reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
+            self.freeze(self.expand(src), reason)
             tied = [self.fresh(dim, w) for w in widths] if widths else [None] * len(shapes)
         self.g.pieces[node] = list(tied)
         return None

@@ -84,8 +84,9 @@ def trace(
         kind = type(model).__name__
         raise UnsupportedModelError(
             f"torch.fx cannot trace {kind}: inside `{where}` the construct failed with "
-            f"{type(err).__name__}: {err}. Exclude that module from the search "
-            f"(exclude=['{where}']) or make it a leaf (leaf_modules=[...]) so it is kept whole."
+            f"{type(err).__name__}: {err}. Make that module a leaf, traced as one opaque call "
+            f"and kept whole: leaf_modules=['{where}'] (or its type, or a wrapper module listed "
+            f"there). exclude= alone only stops searching a layer: the module must still trace."
         ) from err
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 

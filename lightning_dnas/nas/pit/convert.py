@@ -128,13 +128,17 @@ class _Converter:
             value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0)
             return first and not value
         if name in BINARY:
-            tracked = [zero.get(a, True) for a in node.args[:2] if a in self.cg.layouts]
+            # Zero on pruned channels: operands carrying this node's channels (not one value
+            # broadcast over them) whose pruned channels are zero.
+            width = self.cg.layouts[node].width
+            zeros = [isinstance(a, fx.Node) and a in self.cg.layouts and zero.get(a, True)
+                     and self.cg.layouts[a].width == width for a in node.args[:2]]  # fmt: skip
             if name == "mul":
-                return any(tracked)
+                return any(zeros)
             if name == "div":
-                return zero.get(node.args[0], False)
-            untracked = [a for a in node.args[:2] if a not in self.cg.layouts]
-            return all(tracked) and all(isinstance(a, (int, float)) and a == 0 for a in untracked)
+                return zeros[0]
+            return all(z or (isinstance(a, (int, float)) and a == 0)
+                       for z, a in zip(zeros, node.args[:2], strict=True))  # fmt: skip
         if name == "cat":
             return all(zero.get(a, True) for a in node.args[0])
         return False
