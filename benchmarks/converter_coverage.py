@@ -392,6 +392,40 @@ The first runs of this benchmark (same command, engine at 7d3aa9c) also converte
   as many outputs as inputs are searched in whole groups)."""
 
 
+PATTERNS = """## Patterns: searched or frozen
+
+What the analysis decides for the patterns that real networks use (one test file per
+pattern in `tests/nas/graph/`). Frozen channels are kept whole; the conversion goes on and
+one warning names the node, unless the channels are kept whole anyway (graph input/output,
+`exclude=`).
+
+- **chunk / tensor_split into n equal pieces on the channel dim** (`a, b = y.chunk(2, 1)`,
+  GLU, CSP-style halves): searched. A piece boundary inside a channel group *refines* the
+  group (cuts it in two, in every layer that shares it), and the pieces are tied to one
+  mask, so each piece keeps the same number of channels: the user's unchanged forward then
+  still cuts the pruned tensor between the same channels, and export stays exact
+  (`test_split_chunk.py`). A cut inside a grouped conv's group, or inside one channel's run
+  of flattened features, freezes instead.
+- **split with explicit sizes** (`torch.split(y, [2, 4], 1)`, `y.split(3, 1)`,
+  `tensor_split` at indices, `chunk` into unequal pieces, `unbind` of the channel dim):
+  the sizes are hard-coded in the forward and would not fit a pruned width: the channels
+  feeding it are frozen. On another dim every piece keeps the input's groups.
+- **LayerNorm / GroupNorm over channels** (ConvNeXt, Swin, ViT, channels-last blocks):
+  their statistics mix channels, so their channels are frozen (SPEC section 3; computing
+  them over kept channels only is not implemented). This freezes the residual stream of
+  ConvNeXt, Swin and ViT; the MLP hidden widths stay searched. BatchNorm/InstanceNorm are
+  masked companions, a per-channel PReLU is sliced on export (`test_norms.py`).
+- **Per-channel parameters used directly** (ConvNeXt layer scale `gamma * y`, ViT class
+  token and position embedding): not sliced by the converter; their channels are frozen
+  (`test_scalar_mul.py`). A scalar or a one-channel broadcast (`x * gate[N,1,H,W]`) keeps
+  the group.
+- **Channel shuffle** (ShuffleNetV2 view-transpose-view): interleaves groups: frozen
+  (`test_channel_shuffle.py`); the branches' inner widths stay searched.
+- **namedtuple / dict / tuple outputs** (GoogLeNet, Inception v3 in training mode): fields
+  keep their layouts; they are fixed only where they reach the output, without a warning
+  (`test_multi_io.py`)."""
+
+
 def input_size(name: str) -> int:
     """Side of the square example input: small where the model accepts it."""
     if name.startswith("inception"):
@@ -735,6 +769,8 @@ def write_markdown(
         *summary(results),
         "",
         HISTORY,
+        "",
+        PATTERNS,
         "",
         "## Columns",
         "",

@@ -289,7 +289,9 @@ class _Analyser:
         if layout is None:
             return
         groups = [s.group for s in layout.segments]
-        if warn:
+        # Only a freeze that changes something is reported: groups already frozen were
+        # reported where that happened.
+        if warn and any(not self.g.is_frozen(gid) for gid in groups):
             self.g.freeze_events.append((reason, groups))
         for gid in groups:
             self.g.frozen.add(self.g.root(gid))
