@@ -166,25 +166,23 @@ CAUSES = [
     Cause(
         "fresh_dim1",
         r"^operands with channels on different dims$",
-        "misleading cascade: unknown ops give their output a fresh layout on dim 1, even for "
-        "channels-last tensors",
-        "`freeze_inputs` (and the untracked fallback of `visit_function`) return "
-        "`self.fresh(1, out[1])`: a new frozen group on dim 1 whatever dim the input's channels "
-        "were on. In channels-last code ([N, L, C] tokens, [N, H, W, C] windows) dim 1 is a "
-        "token/height dim, so the next residual add sees operands 'with channels on different "
-        "dims' and warns again (and after a permute the bogus layout lands on yet another dim: "
-        "ConvNeXt's stem LayerNorm2d gives the stage input a layout on dim 2). No extra channels "
-        "are lost in these models (the stream is already frozen by the op before) but the "
-        "warning names the wrong cause. Fix: give the fresh frozen layout the input's channel "
-        "dim when the op preserves the shape (else the last dim for channels-last ranks), or no "
-        "layout at all, and do not warn for groups that are already frozen.",
-        "class CL(nn.Module):  # tokens [N, L, C]\n"
+        "misleading reason: a constant built in the forward gets a layout on dim 1, even in "
+        "channels-last code",
+        "The untracked fallback of `visit_function` gives a tensor made without tracked inputs "
+        "(ViT's `class_token.expand(n, -1, -1)`) a new frozen group on dim 1 (`freeze_inputs` "
+        "keeps the input's channel dim since this run). In channels-last code ([N, L, C] "
+        "tokens) dim 1 is the token dim, so the next add sees operands 'with channels on "
+        "different dims'. The channels must be frozen anyway (a per-channel constant, see "
+        "'per-channel parameters'), so nothing is lost, but the warning names the wrong cause. "
+        "Fix: leave such tensors untracked (the per-channel-constant rule of `binary` then "
+        "names the right cause) and give a cat's untracked operands the tracked operands' "
+        "channel dim.",
+        "class C(nn.Module):  # tokens [N, L, C]\n"
         "    def __init__(s):\n"
-        "        super().__init__(); s.fc1 = nn.Linear(8, 8); s.ln = nn.LayerNorm(8)\n"
-        "        s.head = nn.Linear(8, 2)\n"
-        "    def forward(s, x): h = s.fc1(x); return s.head(h + s.ln(h))\n"
-        "PIT(CL(), torch.randn(2, 5, 8))\n"
-        "# -> `ln` (module LayerNorm) ... and a second, wrong one:\n"
+        "        super().__init__(); s.fc1 = nn.Linear(8, 8); s.head = nn.Linear(8, 2)\n"
+        "        s.tok = nn.Parameter(torch.zeros(1, 1, 8))\n"
+        "    def forward(s, x): h = s.fc1(x); return s.head(h + s.tok.expand(x.shape[0], 5, -1))\n"
+        "PIT(C(), torch.randn(2, 5, 8))\n"
         "# -> `add` (operands with channels on different dims) ... fc1 kept whole",
     ),
     Cause(
@@ -208,16 +206,16 @@ CAUSES = [
     Cause(
         "shuffle",
         r"^reshape that splits or moves the channel dim$",
-        "channel shuffle (`view` splitting the channel dim) and `chunk` on the channel dim",
+        "channel shuffle (`view` splitting the channel dim)",
         "ShuffleNetV2's `channel_shuffle` is `view(n, g, c/g, h, w) -> transpose(1, 2) -> "
         "view(n, c, h, w)`: `map_reshape` only merges the channel dim with the dims after it, "
         "never splits it, so the first view freezes both branches of the block's cat. The "
         "shuffle is a fixed channel permutation, which a Layout (contiguous segments) cannot "
-        "describe; the following `x.chunk(2, dim=1)` is not a known op either (silently frozen, "
-        "its input being frozen already). Missing rules: a permutation-aware layout (or "
-        "recognising split->transpose->merge as an interleave of the g segments, pruned "
-        "together), and `chunk`/`split`/`narrow` on the channel dim when the cut points fall "
-        "on segment boundaries.",
+        "describe (the following `x.chunk(2, dim=1)` is understood, its input being frozen "
+        "already). Missing rule: a permutation-aware layout (or recognising "
+        "split->transpose->merge as an interleave of the g segments, pruned together). "
+        "MaxViT lands here too: its attention reshapes the `to_qkv` output into heads, "
+        "which splits the channel dim.",
         "class S(nn.Module):\n"
         "    def __init__(s):\n"
         "        super().__init__(); s.a = nn.Conv2d(3, 8, 1); s.b = nn.Conv2d(8, 4, 1)\n"
@@ -389,7 +387,48 @@ The first runs of this benchmark (same command, engine at 7d3aa9c) also converte
   channel-preserving);
 - grouped convolutions froze their input and output (18 models: all RegNets and ResNeXts; e.g.
   regnet_x_400mf 27/72 searchable layers, 71/72 now): fixed in 20614f8 (grouped convs with
-  as many outputs as inputs are searched in whole groups)."""
+  as many outputs as inputs are searched in whole groups).
+
+The run before this one (engine at 20614f8) had 22 of 80 models with frozen regions: two of
+them only through spurious warnings. googlenet and inception_v3 return a namedtuple in
+training mode, which froze (and named) their output layers; structured outputs now keep
+their fields' layouts and only the graph output fixes them, silently. Freezes of groups that
+were already frozen also warned again: convnext_tiny 42 warnings, swin_t 36, maxvit_t 83
+then; 22, 4, 26 now. Every model has the same searchable layers as in that run."""
+
+
+PATTERNS = """## Patterns: searched or frozen
+
+What the analysis decides for the patterns that real networks use (one test file per
+pattern in `tests/nas/graph/`). Frozen channels are kept whole; the conversion goes on and
+one warning names the node, unless the channels are kept whole anyway (graph input/output,
+`exclude=`).
+
+- **chunk / tensor_split into n equal pieces on the channel dim** (`a, b = y.chunk(2, 1)`,
+  GLU, CSP-style halves): searched. A piece boundary inside a channel group *refines* the
+  group (cuts it in two, in every layer that shares it), and the pieces are tied to one
+  mask, so each piece keeps the same number of channels: the user's unchanged forward then
+  still cuts the pruned tensor between the same channels, and export stays exact
+  (`test_split_chunk.py`). A cut inside a grouped conv's group, or inside one channel's run
+  of flattened features, freezes instead.
+- **split with explicit sizes** (`torch.split(y, [2, 4], 1)`, `y.split(3, 1)`,
+  `tensor_split` at indices, `chunk` into unequal pieces, `unbind` of the channel dim):
+  the sizes are hard-coded in the forward and would not fit a pruned width: the channels
+  feeding it are frozen. On another dim every piece keeps the input's groups.
+- **LayerNorm / GroupNorm over channels** (ConvNeXt, Swin, ViT, channels-last blocks):
+  their statistics mix channels, so their channels are frozen (SPEC section 3; computing
+  them over kept channels only is not implemented). This freezes the residual stream of
+  ConvNeXt, Swin and ViT; the MLP hidden widths stay searched. BatchNorm/InstanceNorm are
+  masked companions, a per-channel PReLU is sliced on export (`test_norms.py`).
+- **Per-channel parameters used directly** (ConvNeXt layer scale `gamma * y`, ViT class
+  token and position embedding): not sliced by the converter; their channels are frozen
+  (`test_scalar_mul.py`). A scalar or a one-channel broadcast (`x * gate[N,1,H,W]`) keeps
+  the group.
+- **Channel shuffle** (ShuffleNetV2 view-transpose-view): interleaves groups: frozen
+  (`test_channel_shuffle.py`); the branches' inner widths stay searched.
+- **namedtuple / dict / tuple outputs** (GoogLeNet, Inception v3 in training mode): fields
+  keep their layouts; they are fixed only where they reach the output, without a warning
+  (`test_multi_io.py`)."""
 
 
 def input_size(name: str) -> int:
@@ -735,6 +774,8 @@ def write_markdown(
         *summary(results),
         "",
         HISTORY,
+        "",
+        PATTERNS,
         "",
         "## Columns",
         "",

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from .pit.export import export_conv, export_linear, export_norm
+from .pit.export import export_conv, export_linear, export_norm, export_prelu
 from .supernet.module import SuperNetModule
 
 FORMAT = "lightning_dnas.arch/1"
@@ -74,4 +74,6 @@ def _export_layer(layer: nn.Module, entry: dict[str, Any]) -> nn.Module:
         return export_linear(layer, entry.get("in"), entry.get("out"))
     if isinstance(layer, _NORMS):
         return export_norm(layer, entry.get("keep"))
+    if isinstance(layer, nn.PReLU):
+        return export_prelu(layer, entry.get("keep"))
     raise ValueError(f"cannot shrink a {type(layer).__name__}")

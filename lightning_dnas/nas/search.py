@@ -112,13 +112,9 @@ class DNAS(nn.Module):
         if train_channels:
             _warn_frozen(cg)
         self.net = net
-        owner: dict[int, str] = {}
-        for lc in cg.layers:
-            owner.setdefault(cg.root(lc.out_layout.segments[0].group), lc.name)
         # Keyed by the first layer writing the group ("stack1/conv"): readable in logs.
-        self.channel_masks = nn.ModuleDict(
-            {_key(owner[root]): m for root, m in plan.masks.items()}
-        )
+        owner = _mask_keys(cg)
+        self.channel_masks = nn.ModuleDict({owner[root]: m for root, m in plan.masks.items()})
         self._group_masks = plan.masks  # by group root; the same modules as channel_masks
         bank = MaskBank(list(plan.masks.values()))
         self._bank_hook = net.register_forward_pre_hook(bank).id
@@ -389,7 +385,8 @@ class DNAS(nn.Module):
         for name, layout in self._norms.items():
             keep = self._kept(layout)
             if keep is not None and self._exported(name):
-                norm = self.net.get_submodule(name).layer
+                wrapper = self.net.get_submodule(name)
+                norm = getattr(wrapper, "layer", wrapper)  # a channel PReLU is not wrapped
                 modules[name] = {"type": type(norm).__name__, "keep": keep,
                                  "num_features": len(keep)}  # fmt: skip
         chosen = {n: {"index": c.argmax(), "name": c.names[c.argmax()]}
@@ -566,13 +563,27 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net
 
 
+def _mask_keys(cg: ChannelGraph) -> dict[int, str]:
+    """A name per group root: the first layer writing it, with ``:i`` when it is the i-th
+    segment of that layer's output (a layer whose output a chunk cut in pieces)."""
+    keys: dict[int, str] = {}
+    for lc in cg.layers:
+        for i, seg in enumerate(lc.out_layout.segments):
+            keys.setdefault(cg.root(seg.group), _key(lc.name) + (f":{i}" if i else ""))
+    return keys
+
+
 def _warn_frozen(cg: ChannelGraph) -> None:
+    """One warning per freeze event that froze a layer's channels, naming those layers;
+    groups kept whole anyway (reaching the graph output, an excluded layer) are not named."""
+    fixed = {cg.root(g) for g in cg.fixed}
     producers: dict[int, list[str]] = {}
     for lc in cg.layers:
         for s in lc.out_layout.segments:
             producers.setdefault(cg.root(s.group), []).append(lc.name)
     for reason, groups in cg.freeze_events:
-        layers = sorted({n for g in groups for n in producers.get(cg.root(g), [])})
+        roots = {cg.root(g) for g in groups} - fixed
+        layers = sorted({n for r in roots for n in producers.get(r, [])})
         if layers:
             warnings.warn(
                 f"lightning_dnas: {reason} is not searchable; the output channels of "

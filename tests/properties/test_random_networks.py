@@ -79,13 +79,49 @@ class Gate(nn.Module):
         return x * g * 2.0 + 0.5  # + 0.5 maps pruned zeros to 0.5: must be re-masked
 
 
+class ChunkBlock(nn.Module):
+    """A conv's output (optionally concatenated with a second conv's) chunked in ``pieces``
+    along channels; the pieces are processed apart and concatenated again (or, for a GLU,
+    gate each other)."""
+
+    def __init__(self, cin: int, c1: int, c2: int, pieces: int, glu: bool) -> None:
+        super().__init__()
+        self.pieces, self.glu = pieces, glu
+        self.a = ConvBlock(cin, c1, 1, True, False)
+        self.b = nn.Conv2d(cin, c2, 3, padding=1) if c2 else None
+        width = (c1 + c2) // pieces
+        self.inner = nn.Conv2d(width, width, 1)
+        self.out_channels = width if glu else width * pieces
+
+    def forward(self, x):
+        y = self.a(x) if self.b is None else torch.cat([self.a(x), self.b(x)], 1)
+        parts = y.chunk(self.pieces, dim=1)
+        if self.glu:
+            return parts[0] * torch.sigmoid(parts[-1])
+        rest = [parts[i] for i in range(self.pieces - 1)]  # fx cannot iterate parts[:-1]
+        return torch.cat([self.inner(parts[-1]), *rest], dim=1)
+
+
+class ChannelsLast(nn.Module):
+    """permute to channels-last, an MLP on the last dim, permute back, residual."""
+
+    def __init__(self, c: int, hidden: int) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(c, hidden), nn.Linear(hidden, c)
+
+    def forward(self, x):
+        y = self.down(nn.functional.gelu(self.up(x.permute(0, 2, 3, 1))))
+        return x + y.permute(0, 3, 1, 2)
+
+
 @st.composite
 def networks(draw):
     c = draw(st.integers(2, 6))
     cin = c
     layers: list[nn.Module] = [ConvBlock(3, c, 3, draw(st.booleans()), draw(st.booleans()))]
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped"]))
+        kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped", "chunk",
+                                     "channels_last"]))  # fmt: skip
         if kind == "conv":
             nxt = draw(st.integers(2, 6))
             layers.append(ConvBlock(cin, nxt, draw(st.sampled_from([1, 3])),
@@ -105,6 +141,16 @@ def networks(draw):
             groups, width = draw(st.integers(2, 3)), draw(st.integers(1, 3))
             layers.append(Grouped(cin, groups, width, draw(st.booleans())))
             cin = groups * width
+        elif kind == "chunk":
+            pieces = draw(st.integers(1, 3))
+            c1 = draw(st.integers(1, 4))
+            c2 = draw(st.integers(0, 4)) if c1 % pieces else 0
+            c2 += -(c1 + c2) % pieces  # equal pieces: searched (tied), not frozen
+            block = ChunkBlock(cin, c1, c2, pieces, draw(st.booleans()) and pieces > 1)
+            layers.append(block)
+            cin = block.out_channels
+        elif kind == "channels_last":
+            layers.append(ChannelsLast(cin, draw(st.integers(2, 6))))
         else:
             layers.append(Gate(cin))
     if draw(st.booleans()):

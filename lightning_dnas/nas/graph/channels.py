@@ -8,12 +8,17 @@ flattened ``[N, C, H, W]`` tensor covers ``rep = H*W`` consecutive features).
 Rules (SPEC section 3): Conv (not depthwise) and Linear define a new group; the graph input
 defines a frozen one; per-channel ops propagate it; a depthwise conv keeps its producer's
 group; add/sub/mul of same-channel tensors merge groups; ``cat`` on the channel dim
-concatenates segments; flatten/view/reshape keeping the batch dim multiplies ``rep``.
-Whatever is not understood freezes the groups flowing into it (kept whole) and is reported.
+concatenates segments; flatten/view/reshape keeping the batch dim multiplies ``rep``;
+``chunk`` on the channel dim into equal pieces slices the segments, cutting (*refining*) a
+group in two where a piece boundary falls inside it, and ties the pieces to one mask;
+namedtuple outputs and split results keep their pieces' layouts. Whatever is not
+understood freezes the groups flowing into it (kept whole) and is reported once, naming the
+node; groups kept whole anyway (graph input/output, excluded layers) are not reported.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,9 +78,16 @@ class LayerCall:
 @dataclass
 class ChannelGraph:
     """Result of :func:`analyse`: layouts per node, layer calls, norms (companions), the
-    choice_mix node of each expanded SuperNetModule, groups and their merges/freezes."""
+    choice_mix node of each expanded SuperNetModule, groups and their merges/freezes.
+
+    ``pieces`` holds the layouts inside tuple-valued nodes (the pieces of a split/chunk,
+    the fields of a namedtuple), None for an untracked piece. ``fixed`` lists groups that
+    are kept whole whatever happens elsewhere (graph input/output, excluded layers): a
+    freeze that only touches those is not worth a warning.
+    """
 
     layouts: dict[fx.Node, Layout] = field(default_factory=dict)
+    pieces: dict[fx.Node, list[Layout | None]] = field(default_factory=dict)
     layers: list[LayerCall] = field(default_factory=list)
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
     choices: dict[str, fx.Node] = field(default_factory=dict)
@@ -83,6 +95,7 @@ class ChannelGraph:
     group_unit: dict[int, int] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)
     frozen: set[int] = field(default_factory=set)
+    fixed: set[int] = field(default_factory=set)
     freeze_events: list[tuple[str, list[int]]] = field(default_factory=list)
 
     def root(self, group: int) -> int:
@@ -134,6 +147,8 @@ POOL_FUNCTIONS = frozenset({
     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
 })  # fmt: skip
 REDUCTIONS = frozenset({"mean", "sum", "amax", "amin"})
+# Tuple-valued functions cutting a tensor into pieces along one dim.
+SPLITS = frozenset({"split", "chunk", "tensor_split", "unbind"})
 RESHAPES = frozenset({"flatten", "view", "reshape", "squeeze", "unsqueeze"})
 BINARY = frozenset({"add", "sub", "mul", "div"})
 NON_TENSOR = frozenset({"size", "dim", "getattr", "numel"})
@@ -151,6 +166,12 @@ _MODULE_FUNCTIONS: dict[type, str] = {
     nn.Identity: "identity", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
     nn.Softplus: "softplus",
 }  # fmt: skip
+PAD_TYPES = (
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d, nn.CircularPad1d,
+    nn.CircularPad2d, nn.CircularPad3d,
+)  # fmt: skip
 
 
 def op_name(node: fx.Node) -> str | None:
@@ -180,7 +201,20 @@ def module_function(module: nn.Module) -> str | None:
     for cls, name in _MODULE_FUNCTIONS.items():
         if type(module) is cls:
             return name
+    # One slope for every channel: elementwise and zero-preserving like a leaky ReLU.
+    if type(module) is nn.PReLU and module.num_parameters == 1:
+        return "leaky_relu"
     return None
+
+
+def is_channel_prelu(module: nn.Module) -> bool:
+    """A PReLU with one slope per channel: zero-preserving, its slopes sliced on export."""
+    return type(module) is nn.PReLU and module.num_parameters > 1
+
+
+def is_namedtuple(target: Any) -> bool:
+    """Whether a call_function target builds a namedtuple (a model's structured output)."""
+    return isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields")
 
 
 def shape_of(node: Any) -> tuple[int, ...] | None:
@@ -218,12 +252,16 @@ class _Analyser:
         self.modules = dict(gm.named_modules())
         self.searchable_layer = searchable
         self.g = ChannelGraph()
-        self.producer_group: dict[str, int] = {}
+        self.producer_layout: dict[str, Layout] = {}
         self.layer_inputs: dict[str, Layout | None] = {}
+        self.next_group = itertools.count()
+        # A refined group is replaced by two groups: (id, size) of its head and its tail.
+        self.refined: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+        self.fields: dict[fx.Node, tuple[str, ...]] = {}
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, size: int, frozen_reason: str | None = None) -> int:
-        gid = len(self.g.parent)
+        gid = next(self.next_group)
         self.g.parent[gid] = gid
         self.g.group_size[gid] = size
         if frozen_reason is not None:
@@ -251,10 +289,64 @@ class _Analyser:
         if layout is None:
             return
         groups = [s.group for s in layout.segments]
-        if warn:
+        # Only a freeze that changes something is reported: groups already frozen were
+        # reported where that happened.
+        if warn and any(not self.g.is_frozen(gid) for gid in groups):
             self.g.freeze_events.append((reason, groups))
         for gid in groups:
             self.g.frozen.add(self.g.root(gid))
+
+    def fix(self, layout: Layout | None) -> None:
+        """Freeze ``layout`` for a reason outside the graph's semantics (graph input/output,
+        an excluded layer): silently, and no other freeze of these groups warns."""
+        if layout is not None:
+            self.freeze(layout, "", warn=False)
+            self.g.fixed.update(s.group for s in layout.segments)
+
+    # -- refinement: cutting a group in two (a split inside a layer's output) ------------
+    def refine(self, group: int, at: int) -> bool:
+        """Replace the merged group of ``group`` by two: its first ``at`` channels and the
+        rest, in every member alike (ties between members are kept: heads with heads, tails
+        with tails). False, changing nothing, when ``at`` cuts a unit of a grouped conv."""
+        root = self.g.root(group)
+        size, unit = self.g.group_size[root], self.g.group_unit.get(root, 1)
+        if at % unit:
+            return False
+        members = [h for h in self.g.parent if self.g.root(h) == root]
+        frozen = root in self.g.frozen
+        heads, tails = [], []
+        for h in members:
+            head, tail = self.new_group(at), self.new_group(size - at)
+            self.refined[h] = ((head, at), (tail, size - at))
+            heads.append(head)
+            tails.append(tail)
+        for part in (heads, tails):
+            for other in part[1:]:
+                self.union(part[0], other)
+            self.coarsen(part[0], unit)
+            if frozen:
+                self.g.frozen.add(self.g.root(part[0]))
+        for h in members:
+            del self.g.parent[h], self.g.group_size[h]
+            self.g.group_unit.pop(h, None)
+            self.g.frozen.discard(h)
+        return True
+
+    def leaves(self, segment: Segment) -> list[Segment]:
+        """``segment`` with every refined group replaced by its current parts."""
+        parts = self.refined.get(segment.group)
+        if parts is None:
+            return [segment]
+        return [x for gid, size in parts for x in self.leaves(Segment(gid, size, segment.rep))]
+
+    def expand(self, layout: Layout | None) -> Layout | None:
+        """``layout`` in terms of the current (unrefined) groups."""
+        if layout is None or not any(s.group in self.refined for s in layout.segments):
+            return layout
+        return Layout(layout.dim, tuple(x for s in layout.segments for x in self.leaves(s)))
+
+    def expand_groups(self, groups: list[int]) -> list[int]:
+        return [x.group for g in groups for x in self.leaves(Segment(g, 1))]
 
     def merge(self, layouts: list[Layout], reason: str) -> Layout:
         """Make ``layouts`` share their channels (residual add etc.); freeze if misaligned."""
@@ -277,33 +369,71 @@ class _Analyser:
             layout = self.visit(node)
             if layout is not None:
                 self.g.layouts[node] = layout
+        self.finish_refinements()
         for gid in self.g.parent:
             root = self.g.root(gid)
             if self.g.group_size[root] % self.g.group_unit.get(root, 1):
                 self.g.frozen.add(root)  # grouped convs of incompatible widths
         return self.g
 
+    def finish_refinements(self) -> None:
+        """Rewrite every recorded layout in terms of the final groups."""
+        g = self.g
+        g.layouts = {n: self.expand(lay) for n, lay in g.layouts.items()}
+        g.pieces = {n: [self.expand(p) for p in ps] for n, ps in g.pieces.items()}
+        for lc in g.layers:
+            lc.in_layout, lc.out_layout = self.expand(lc.in_layout), self.expand(lc.out_layout)
+        g.companions = [(n, t, self.expand(lay)) for n, t, lay in g.companions]
+        g.freeze_events = [(r, self.expand_groups(gs)) for r, gs in g.freeze_events]
+        g.fixed = set(self.expand_groups(sorted(g.fixed)))
+
     def layout(self, arg: Any) -> Layout | None:
-        return self.g.layouts.get(arg) if isinstance(arg, fx.Node) else None
+        return self.expand(self.g.layouts.get(arg)) if isinstance(arg, fx.Node) else None
+
+    def tracked(self, arg: Any) -> list[Layout]:
+        """Layouts carried by ``arg``: its own, or those of the pieces of a tuple value."""
+        if not isinstance(arg, fx.Node):
+            return []
+        own = self.layout(arg)
+        pieces = [self.expand(p) for p in self.g.pieces.get(arg, ()) if p is not None]
+        return ([own] if own is not None else []) + pieces
 
     def freeze_inputs(self, node: fx.Node, what: str) -> Layout | None:
-        for arg in _nodes_in((node.args, node.kwargs)):
-            self.freeze(self.layout(arg), f"`{node.name}` ({what})")
+        """Freeze every group flowing into ``node`` (one warning) and give its output, if a
+        tensor, a new frozen group on the channel dim of its input (when the rank is kept:
+        a channels-last op stays channels-last), else on dim 1."""
+        inputs = [lay for arg in _nodes_in((node.args, node.kwargs)) for lay in self.tracked(arg)]
+        if inputs:
+            merged = Layout(inputs[0].dim, tuple(s for lay in inputs for s in lay.segments))
+            self.freeze(merged, f"`{node.name}` ({what})")  # one warning for all inputs
         out = shape_of(node)
-        return self.fresh(1, out[1]) if out is not None and len(out) >= 2 else None
+        if out is None or len(out) < 2:
+            return None
+        dim = 1
+        for arg in _nodes_in((node.args, node.kwargs)):
+            lay, shape = self.layout(arg), shape_of(arg)
+            if lay is not None and shape is not None:
+                dim = lay.dim if len(shape) == len(out) else 1
+                break
+        return self.fresh(dim, out[dim])
 
     def visit(self, node: fx.Node) -> Layout | None:
         if node.op == "placeholder":
             shape = shape_of(node)
             if shape is None or len(shape) < 2:
                 return None
-            return Layout(1, (Segment(self.new_group(shape[1], "graph input"), shape[1]),))
+            layout = Layout(1, (Segment(self.new_group(shape[1]), shape[1]),))
+            self.fix(layout)
+            return layout
         if node.op == "get_attr":
             return None
         if node.op == "output":
             for arg in _nodes_in(node.args):
-                self.freeze(self.layout(arg), "graph output", warn=False)
+                for lay in self.tracked(arg):
+                    self.fix(lay)
             return None
+        if node.op == "call_function" and is_namedtuple(node.target):
+            return self.pack(node)
         if node.op == "call_module":
             return self.visit_module(node, self.modules[str(node.target)])
         if node.target is choice_mix:
@@ -331,6 +461,9 @@ class _Analyser:
                 return src
             self.g.companions.append((node, target, src))
             return src
+        if is_channel_prelu(module) and src is not None and src.dim == 1:
+            self.g.companions.append((node, target, src))
+            return src
         fn = module_function(module)
         if fn is not None:
             return src
@@ -338,9 +471,7 @@ class _Analyser:
             return self.spatial_only(node, src, "pooling")
         if isinstance(module, nn.Flatten):
             return self.reshape(node, src)
-        if isinstance(module, (nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
-                               nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d,
-                               nn.ReplicationPad1d, nn.ReplicationPad2d)):  # fmt: skip
+        if isinstance(module, PAD_TYPES):
             return self.pad(node, src, len(module.padding) // 2)
         return self.freeze_inputs(node, f"module {type(module).__name__}")
 
@@ -372,7 +503,7 @@ class _Analyser:
             for seg in out.segments:
                 self.coarsen(seg.group, width)
             if not self.searchable_layer(target, conv):
-                self.freeze(out, "excluded layer", warn=False)
+                self.fix(out)
             kind = "depthwise" if width == 1 else "grouped"
         elif conv.groups > 1:
             self.freeze(src, f"`{node.name}` (grouped conv, groups={conv.groups})")
@@ -401,12 +532,16 @@ class _Analyser:
         self, node: fx.Node, target: str, module: nn.Module, channels: int, dim: int,
         frozen: bool = False,
     ) -> Layout:
-        gid = self.producer_group.get(target)
-        if gid is None:
-            searchable = self.searchable_layer(target, module) and not frozen
-            gid = self.new_group(channels, None if searchable else "excluded layer")
-            self.producer_group[target] = gid
-        return Layout(dim, (Segment(gid, channels),))
+        known = self.expand(self.producer_layout.get(target))
+        if known is not None:
+            return known.with_dim(dim)
+        layout = Layout(dim, (Segment(self.new_group(channels), channels),))
+        if not self.searchable_layer(target, module):
+            self.fix(layout)
+        elif frozen:
+            self.freeze(layout, "", warn=False)
+        self.producer_layout[target] = layout
+        return layout
 
     def record(
         self, node: fx.Node, target: str, module: nn.Module, kind: str,
@@ -414,7 +549,7 @@ class _Analyser:
     ) -> None:
         if target in self.layer_inputs:
             # A module called twice has one weight tensor: its inputs must share channels.
-            previous = self.layer_inputs[target]
+            previous = self.expand(self.layer_inputs[target])
             if previous is not None and src is not None:
                 self.merge([previous, src], f"`{node.name}` (shared layer inputs differ)")
             elif previous is not None or src is not None:
@@ -425,6 +560,8 @@ class _Analyser:
     # -- functions ------------------------------------------------------------------------
     def visit_function(self, node: fx.Node, name: str) -> Layout | None:
         src = self.layout(node.args[0]) if node.args else None
+        if node.args and node.args[0] in self.g.pieces and name in ("getitem", "getattr"):
+            return self.piece(node, name)
         if name in NON_TENSOR:
             return None
         if name in ZERO_PRESERVING or name in NON_ZERO_PRESERVING:
@@ -446,7 +583,9 @@ class _Analyser:
             return self.pad(node, src, len(pad) // 2)
         if name == "getitem":
             return self.getitem(node, src)
-        if src is None and not any(self.layout(a) for a in _nodes_in((node.args, node.kwargs))):
+        if name in SPLITS:
+            return self.split(node, name, src)
+        if src is None and not any(self.tracked(a) for a in _nodes_in((node.args, node.kwargs))):
             out = shape_of(node)
             return self.fresh(1, out[1]) if out is not None and len(out) >= 2 else None
         return self.freeze_inputs(node, name)
@@ -466,6 +605,8 @@ class _Analyser:
             mapped = lay.with_dim(lay.dim + rank - len(shape or ()))
             if name == "div" and position == 1:
                 self.freeze(lay, f"`{node.name}` (divisor)", warn=False)
+            if mapped.width == 1 and out_shape[mapped.dim] > 1:
+                continue  # one value broadcast to every channel (a spatial gate): not merged
             tracked.append(mapped)
         if not tracked:
             return None
@@ -495,10 +636,10 @@ class _Analyser:
         return self.merge(layouts, f"`{node.name}` (candidates with different channel groups)")
 
     def cat(self, node: fx.Node) -> Layout | None:
-        tensors = list(_arg(node, 0, "tensors"))
+        tensors = _arg(node, 0, "tensors")
         out_shape = shape_of(node)
-        if out_shape is None:
-            return None
+        if out_shape is None or not isinstance(tensors, (tuple, list)):
+            return self.freeze_inputs(node, "cat of a tuple value")
         dim = _arg(node, 1, "dim", 0)
         dim = dim % len(out_shape)
         layouts = []
@@ -589,6 +730,120 @@ class _Analyser:
                 out_dim += 1
             in_dim += 1
         return src.with_dim(out_dim + src.dim - in_dim)
+
+    # -- tuple values: namedtuple outputs, split pieces -----------------------------------
+    def pack(self, node: fx.Node) -> None:
+        """A namedtuple built from tensors: its fields keep their layouts (a model returning
+        ``Outputs(logits, aux)`` freezes them only if they reach the graph output)."""
+        fields = tuple(node.target._fields)
+        values = list(node.args) + [node.kwargs[f] for f in fields[len(node.args):]
+                                    if f in node.kwargs]  # fmt: skip
+        pieces: list[Layout | None] = []
+        for value in values:
+            if isinstance(value, fx.Node) and value not in self.g.pieces:
+                pieces.append(self.layout(value))
+                continue
+            for arg in _nodes_in(value):  # a nested container: not followed
+                for lay in self.tracked(arg):
+                    self.freeze(lay, f"`{node.name}` (nested {type(value).__name__} field)")
+            pieces.append(None)
+        self.fields[node] = fields
+        self.g.pieces[node] = pieces
+
+    def piece(self, node: fx.Node, name: str) -> Layout | None:
+        """``value[i]`` or ``value.field`` of a tuple value; anything else (a slice of the
+        pieces, another attribute) freezes all of its pieces."""
+        container, key = node.args[0], node.args[1]
+        pieces = self.g.pieces[container]
+        if name == "getattr" and key in self.fields.get(container, ()):
+            key = self.fields[container].index(key)
+        if isinstance(key, int) and -len(pieces) <= key < len(pieces):
+            return self.expand(pieces[key])
+        return self.freeze_inputs(node, f"{name} of a tuple value")
+
+    def split(self, node: fx.Node, name: str, src: Layout | None) -> Layout | None:
+        """Pieces of split/chunk/tensor_split/unbind. On another dim every piece carries
+        ``src``. On the channel dim, ``chunk(n)`` (or ``tensor_split`` into n) in equal pieces
+        is searched with the pieces tied to one mask: after pruning they stay equal, so the
+        user's forward still cuts between them. Explicit sizes (and unequal pieces) no
+        longer fit a pruned width: those channels are frozen."""
+        shapes = node.meta.get("piece_shapes")
+        if shapes is None:
+            return self.freeze_inputs(node, f"{name} of unknown shape")
+        if src is None:
+            self.g.pieces[node] = [None] * len(shapes)
+            return None
+        rank = len(shape_of(node.args[0]) or ())
+        dim = int(_arg(node, 1 if name == "unbind" else 2, "dim", 0)) % rank
+        if dim != src.dim:
+            lower = name == "unbind" and dim < src.dim
+            self.g.pieces[node] = [src.with_dim(src.dim - 1) if lower else src] * len(shapes)
+            return None
+        widths = [shape[dim] for shape in shapes] if name != "unbind" else []
+        sections = _arg(node, 1, "chunks", None) if name == "chunk" else (
+            _arg(node, 1, "indices_or_sections", node.kwargs.get("sections")))  # fmt: skip
+        # Only a cut into exactly the requested number of equal pieces still cuts between
+        # the same channels at a pruned width (chunk(4) of 6 channels gives 3 pieces of 2).
+        relative = name in ("chunk", "tensor_split") and isinstance(sections, int)
+        tied = None
+        if relative and len(widths) == sections and len(set(widths)) == 1:
+            tied = self.tie(src, widths[0], len(widths))
+        if tied is None:  # (a failed tie may have refined groups of src: expand it)
+            reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
+            self.freeze(self.expand(src), reason)
+            tied = [self.fresh(dim, w) for w in widths] if widths else [None] * len(shapes)
+        self.g.pieces[node] = list(tied)
+        return None
+
+    def tie(self, src: Layout, width: int, n: int) -> list[Layout] | None:
+        """Cut ``src`` into ``n`` pieces of ``width`` features whose channels share one mask
+        (refining the groups the cuts fall into), or None if a cut splits a channel's run
+        of features, a grouped conv's group, or pieces of different structure."""
+        while True:
+            layout = self.expand(src)
+            assert layout is not None
+            cut = _needed_cut(layout, width)
+            if cut is None:
+                break
+            segment, at = cut
+            if at is None or not self.refine(segment.group, at):
+                return None
+        pieces: list[list[Segment]] = [[]]
+        filled = 0
+        for seg in layout.segments:
+            if filled == width:
+                pieces.append([])
+                filled = 0
+            pieces[-1].append(seg)
+            filled += seg.size * seg.rep
+        structure = {tuple((s.size, s.rep) for s in p) for p in pieces}
+        if len(pieces) != n or len(structure) != 1:
+            return None
+        for other in pieces[1:]:
+            for a, b in zip(pieces[0], other, strict=True):
+                self.union(a.group, b.group)
+        return [Layout(layout.dim, tuple(p)) for p in pieces]
+
+
+def _needed_cut(layout: Layout, width: int) -> tuple[Segment, int | None] | None:
+    """The first segment of ``layout`` that a cut inside it must refine so that all pieces
+    of ``width`` features have their segment boundaries at the same relative offsets, with
+    the channel offset of the cut (None if the cut falls inside a channel's features)."""
+    ends, offset = [], 0
+    for seg in layout.segments:
+        offset += seg.size * seg.rep
+        ends.append(offset)
+    relative = sorted({e % width for e in ends} | {0})
+    start = 0
+    for seg, end in zip(layout.segments, ends, strict=True):
+        base = start - start % width
+        cuts = [base + r if base + r > start else base + r + width for r in relative]
+        cut = min(cuts)
+        if cut < end:
+            at = cut - start
+            return seg, (at // seg.rep if at % seg.rep == 0 else None)
+        start = end
+    return None
 
 
 def map_reshape(

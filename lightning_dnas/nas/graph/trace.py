@@ -84,8 +84,9 @@ def trace(
         kind = type(model).__name__
         raise UnsupportedModelError(
             f"torch.fx cannot trace {kind}: inside `{where}` the construct failed with "
-            f"{type(err).__name__}: {err}. Exclude that module from the search "
-            f"(exclude=['{where}']) or make it a leaf (leaf_modules=[...]) so it is kept whole."
+            f"{type(err).__name__}: {err}. Make that module a leaf, traced as one opaque call "
+            f"and kept whole: leaf_modules=['{where}'] (or its type, or a wrapper module listed "
+            f"there). exclude= alone only stops searching a layer: the module must still trace."
         ) from err
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
@@ -98,7 +99,8 @@ def as_tuple(example_input: Any) -> tuple[Any, ...]:
 
 
 class _ShapeRecorder(fx.Interpreter):
-    """Runs a GraphModule and records each tensor result's shape and dtype. (torch.fx's own
+    """Runs a GraphModule and records each tensor result's shape and dtype, and the shapes of
+    the pieces of a tuple of tensors. (torch.fx's own
     ShapeProp also checks memory formats through ``torch._check``, which imports sympy:
     ~0.27 s on the first conversion of a process, for nothing the analysis uses.)"""
 
@@ -109,6 +111,10 @@ class _ShapeRecorder(fx.Interpreter):
                 result.shape, result.dtype, result.requires_grad, result.stride(), None,
                 result.is_quantized, {},
             )  # fmt: skip
+        elif isinstance(result, (tuple, list)) and result and all(
+            isinstance(t, torch.Tensor) for t in result
+        ):
+            n.meta["piece_shapes"] = [tuple(t.shape) for t in result]  # split/chunk pieces
         return result
 
 
@@ -121,5 +127,6 @@ def propagate_shapes(gm: fx.GraphModule, example_input: Any) -> None:
     with torch.no_grad():
         _ShapeRecorder(probe).run(*as_tuple(example_input))
     for src, dst in zip(probe.graph.nodes, gm.graph.nodes, strict=True):
-        if "tensor_meta" in src.meta:
-            dst.meta["tensor_meta"] = src.meta["tensor_meta"]
+        for key in ("tensor_meta", "piece_shapes"):
+            if key in src.meta:
+                dst.meta[key] = src.meta[key]

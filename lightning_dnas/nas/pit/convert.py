@@ -19,6 +19,7 @@ from ..graph.channels import (
     BINARY,
     NON_TENSOR,
     NORM_TYPES,
+    PAD_TYPES,
     POOL_FUNCTIONS,
     POOL_TYPES,
     REDUCTIONS,
@@ -27,6 +28,7 @@ from ..graph.channels import (
     ChannelGraph,
     LayerCall,
     Layout,
+    is_channel_prelu,
     module_function,
     op_name,
 )
@@ -97,21 +99,26 @@ class _Converter:
             else:
                 self.out_vectors[name] = self.vector(layout, detach=False)
                 self.folded.update(lc.node for lc in calls)
-        for node, _name, layout in self.cg.companions:
-            if self.cg.searchable(layout):
+        for node, name, layout in self.cg.companions:
+            if self.cg.searchable(layout) and not is_channel_prelu(self.modules[name]):
                 self.folded.add(node)
 
     def zero_preserved(self, node: fx.Node, zero: dict[fx.Node, bool]) -> bool:
         """Whether pruned channels of ``node``'s output are exactly zero."""
+        args = [a for a in node.args if isinstance(a, fx.Node)]
+        if node in self.cg.pieces:  # a tuple value: zero where all its sources are
+            return all(zero.get(a, True) for a in args)
         if node in self.folded or not self.cg.searchable(self.cg.layouts.get(node)):
             return True
-        args = [a for a in node.args if isinstance(a, fx.Node)]
         first = zero.get(args[0], True) if args else True
         if node.op == "call_module":
             module = self.modules[str(node.target)]
-            if module_function(module) in ZERO_PRESERVING or isinstance(module, POOL_TYPES):
+            if (module_function(module) in ZERO_PRESERVING or is_channel_prelu(module)
+                    or isinstance(module, (*POOL_TYPES, nn.Flatten))):  # fmt: skip
                 return first
-            return isinstance(module, (nn.Flatten, nn.ZeroPad2d)) and first
+            if isinstance(module, PAD_TYPES):
+                return first and not getattr(module, "value", 0)
+            return False
         if node.target is choice_mix:
             return all(zero.get(a, True) for a in args)
         name = op_name(node)
@@ -121,13 +128,17 @@ class _Converter:
             value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0)
             return first and not value
         if name in BINARY:
-            tracked = [zero.get(a, True) for a in node.args[:2] if a in self.cg.layouts]
+            # Zero on pruned channels: operands carrying this node's channels (not one value
+            # broadcast over them) whose pruned channels are zero.
+            width = self.cg.layouts[node].width
+            zeros = [isinstance(a, fx.Node) and a in self.cg.layouts and zero.get(a, True)
+                     and self.cg.layouts[a].width == width for a in node.args[:2]]  # fmt: skip
             if name == "mul":
-                return any(tracked)
+                return any(zeros)
             if name == "div":
-                return zero.get(node.args[0], False)
-            untracked = [a for a in node.args[:2] if a not in self.cg.layouts]
-            return all(tracked) and all(isinstance(a, (int, float)) and a == 0 for a in untracked)
+                return zeros[0]
+            return all(z or (isinstance(a, (int, float)) and a == 0)
+                       for z, a in zip(zeros, node.args[:2], strict=True))  # fmt: skip
         if name == "cat":
             return all(zero.get(a, True) for a in node.args[0])
         return False
@@ -161,6 +172,8 @@ class _Converter:
         for _node, name, layout in self.cg.companions:
             if self.cg.searchable(layout) and name not in self.plan.norms:
                 self.plan.norms[name] = layout
+                if is_channel_prelu(self.modules[name]):
+                    continue  # prelu(0) = 0: only sliced on export, no mask needed
                 vec = self.vector(layout, detach=name not in self.grad_norms)
                 set_submodule(self.root, name, MaskedBatchNorm(self.modules[name], vec))
 

@@ -132,3 +132,14 @@ def export_norm(norm: nn.Module, keep: Keep) -> nn.Module:
     new.to(next(iter(norm.buffers()), torch.empty(0)).device)
     new.train(norm.training)
     return new
+
+
+def export_prelu(prelu: nn.PReLU, keep: Keep) -> nn.PReLU:
+    """Slice a per-channel PReLU to channels ``keep`` (trained slopes)."""
+    w = prelu.weight.detach()
+    idx = _index(keep, prelu.num_parameters, w.device)
+    new = nn.PReLU(len(idx), device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w[idx])
+    new.train(prelu.training)
+    return new

@@ -1,0 +1,145 @@
+"""split / chunk / tensor_split / unbind: pieces carry slices of the channel groups.
+
+chunk(n) on the channel dim into n equal pieces is searched with the pieces tied to one
+mask (a pruned width is then still cut between the same channels); explicit sizes freeze.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from tests.support import assert_faithful, randomize_masks
+
+X = torch.randn(2, 3, 5, 5)
+
+
+class GLU(nn.Module):
+    """One conv's output chunked in two halves that gate each other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        a, b = self.conv(x).chunk(2, dim=1)
+        return self.head(a * torch.sigmoid(b))
+
+
+class CatChunk(nn.Module):
+    """cat(6 + 4 channels).chunk(2): the cut at 5 falls inside the first conv's group."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6), nn.ReLU())
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.c = nn.Conv2d(5, 5, 1)
+        self.head = nn.Conv2d(10, 2, 1)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], 1)
+        if self.how == "chunk":
+            p, q = torch.chunk(y, 2, 1)
+        else:
+            p, q = y.tensor_split(2, dim=1)
+        return self.head(torch.cat([self.c(q), p + 1.0], 1))  # + 1.0: re-masked
+
+
+def test_chunk_ties_the_halves_of_one_group():
+    search = assert_faithful(GLU(), X, range(4))
+    assert {k: m.channels for k, m in search.channel_masks.items()} == {"conv/0": 4}
+    randomize_masks(search, 1)
+    out = search.arch()["modules"]["conv.0"]["out"]
+    half = [c for c in out if c < 4]
+    assert out == half + [c + 4 for c in half]  # both halves keep the same channels
+
+
+@pytest.mark.parametrize("how", ["chunk", "tensor_split"])
+def test_a_cut_inside_a_group_refines_it(how):
+    search = assert_faithful(CatChunk(how), X, range(4))
+    # a's 6 channels become 1 + 4 + 1: pieces [a1 a2(4)] and [a3 b(4)], tied a1~a3, a2~b.
+    assert {k: m.channels for k, m in search.channel_masks.items()} == {
+        "a/0": 1, "a/0:1": 4, "c": 5}
+
+
+class Fixed(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 6, 1)
+        self.keep = nn.Conv2d(3, 4, 1)
+        self.head = nn.LazyConv2d(2, 1)
+
+    def forward(self, x):
+        y, k = self.a(x), self.keep(x)
+        if self.how == "split_list":
+            p, q = torch.split(y, [2, 4], dim=1)
+        elif self.how == "split_int":
+            p, q = y.split(3, 1)
+        elif self.how == "chunk_uneven":
+            p, q = y.chunk(4, 1)[:2]  # 6 channels in chunks of 2: only 3 pieces
+        else:
+            p, q = torch.tensor_split(y, [1], dim=1)
+        return self.head(torch.cat([q, p, k], 1))
+
+
+@pytest.mark.parametrize("how", ["split_list", "split_int", "chunk_uneven", "tensor_indices"])
+def test_fixed_sizes_freeze_the_split_channels(how):
+    model = Fixed(how)
+    model(X)
+    with pytest.warns(UserWarning, match="output channels of a are kept whole"):
+        search = assert_faithful(model, X)
+    assert set(search.channel_masks) == {"keep"}
+
+
+class OtherDim(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6))
+        self.head = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.how == "chunk":
+            top, bottom = y.chunk(2, dim=2)
+            y = torch.cat([bottom, top], 2)
+        elif self.how == "split":
+            top, bottom = torch.split(y, [2, 3], dim=-2)
+            y = torch.cat([bottom * 2.0, top], -2)
+        else:
+            rows = y.unbind(2)
+            y = rows[0] + rows[-1]
+            return self.head(y.unsqueeze(2))
+        return self.head(y)
+
+
+@pytest.mark.parametrize("how", ["chunk", "split", "unbind"])
+def test_split_on_a_spatial_dim_keeps_the_group(how):
+    search = assert_faithful(OtherDim(how), X)
+    assert set(search.channel_masks) == {"a/0"}
+
+
+def test_chunk_across_grouped_conv_groups():
+    class Net(nn.Module):
+        def __init__(self, pieces: int) -> None:
+            super().__init__()
+            self.pieces = pieces
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+            self.g = nn.Conv2d(8, 8, 3, padding=1, groups=4)  # groups of 2 channels
+            self.head = nn.LazyConv2d(2, 1)
+
+        def forward(self, x):
+            parts = self.g(torch.cat([self.a(x), self.b(x)], 1)).chunk(self.pieces, 1)
+            return self.head(torch.cat([parts[-1], parts[0]], 1))
+
+    two = Net(2)
+    two(X)
+    search = assert_faithful(two, X)
+    assert {k: m.channels for k, m in search.channel_masks.items()} == {"a": 2}
+    eight = Net(8)  # a cut inside a group of the grouped conv: frozen
+    eight(X)
+    with pytest.warns(UserWarning, match="chunk"):
+        search = assert_faithful(eight, X)
+    assert list(search.channel_masks) == []
