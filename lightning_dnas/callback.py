@@ -422,6 +422,9 @@ class DNASCallback(Callback):
             trainer.current_epoch + 1 - self._stage_start >= self.stage.epochs)
         if last and done:
             trainer.should_stop = True
+            if self.search is not None and self.stage.kind == "search":
+                # A fit that ends with a search still ends with the exported best state.
+                self._export(trainer, pl_module)
             self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
 
     # -- the regulariser and the architecture step ---------------------------------------

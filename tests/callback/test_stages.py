@@ -183,3 +183,15 @@ def test_alternating_search_steps_the_architecture_on_validation_batches():
     shrunk = [n for n in first if n.endswith("alpha") and
               (second[n].abs().sum() < first[n].abs().sum())]
     assert shrunk, "a strong size regulariser must shrink some channel mask"
+
+
+@pytest.mark.parametrize("method, net", [("pit", TinyTCN), ("supernet", TinySuperNet)])
+def test_a_fit_that_ends_with_a_search_ends_exported(method, net):
+    """The last stage being a search still exports its best state: ``exported`` and the
+    module hold the plain network and ``history`` records the export."""
+    train, val = loaders()
+    model = Classifier(net())
+    dnas = DNASCallback(stages=[Stage("search", 2, method)], export_dir=False)
+    _trainer(dnas).fit(model, train, val)
+    assert not isinstance(model.net, DNAS) and dnas.exported is model.net
+    assert [h["stage"] for h in dnas.history] == ["0-search-" + method]
