@@ -26,7 +26,7 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
     result = run(tmp_path, *CASCADE)
     out = capsys.readouterr().out
     assert result.method == "cascade" and result.data == "mnist1d"
-    assert result.lambdas == {"supernet": {"params": 3e-6}, "pit": {"params": 3e-5}}
+    assert result.lambdas == {"supernet": {"params": 3e-6}, "pit": {"params": 1e-4}}
     kinds = [s.kind for s in result.stages]
     assert kinds == ["warmup", "search", "finetune", "search", "finetune"]
     assert result.reference.params == 28_266 and result.reference.macs == 1_117_770
