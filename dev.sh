@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv (torch from the local wheel cache or
 # PyPI, then this package with its dev extras) on first use, then runs what you ask.
-#   ./dev.sh demo [options]   the main job: a PIT search on embedded MNIST-1D data
+#   ./dev.sh demo [overrides]   the main job: the cascade search on embedded MNIST-1D data
 #   ./dev.sh test [pytest options]   the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  demo) exec "$venv/bin/python" -m lightning_dnas.quickstart "$@" ;;
+  demo) exec "$venv/bin/python" -m lightning_dnas.train "$@" ;;
   test) exec "$venv/bin/python" -m pytest -q -n 2 "$@" ;;
   *) echo "usage: ./dev.sh demo [options] | ./dev.sh test [pytest options]" >&2; exit 2 ;;
 esac

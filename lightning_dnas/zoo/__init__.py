@@ -3,7 +3,7 @@ and the MNIST-1D seed of the main job."""
 
 from lightning_dnas.zoo.autoencoder import AutoEncoder
 from lightning_dnas.zoo.dscnn import DSCNN, DSCNNThesis
-from lightning_dnas.zoo.mnist1d import Mnist1dTCN
+from lightning_dnas.zoo.mnist1d import Mnist1dSuperNet, Mnist1dTCN
 from lightning_dnas.zoo.mobilenetv1 import MobileNetV1
 from lightning_dnas.zoo.resnet8 import ResNet8
 from lightning_dnas.zoo.supernets import (
@@ -19,6 +19,7 @@ __all__ = [
     "AutoEncoder",
     "DSCNNSuperNet",
     "DSCNNThesis",
+    "Mnist1dSuperNet",
     "Mnist1dTCN",
     "MobileNetV1",
     "MobileNetV1SuperNet",

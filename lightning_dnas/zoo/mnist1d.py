@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_dnas.nas.supernet import SuperNetModule
+
 
 class CausalConvBlock(nn.Module):
     """Left zero-padding of ``(kernel_size - 1) * dilation`` samples, a bias-free Conv1d
@@ -61,6 +63,50 @@ class Mnist1dTCN(nn.Module):
                 for i, d in enumerate(dilations)
             )
         )
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, L) -> (N, num_classes)`` logits."""
+        return self.classifier(self.blocks(x).mean(dim=-1))
+
+
+class Mnist1dSuperNet(nn.Module):
+    """:class:`Mnist1dTCN` whose blocks after the first are SuperNet choices: the seed of
+    the embedded cascade (SuperNet search, then PIT search of widths, taps and dilations).
+
+    Block 0 is the seed's first :class:`CausalConvBlock` (it maps 1 channel to
+    ``channels``, so no identity fits there). Each later block ``i`` is a
+    :class:`~lightning_dnas.SuperNetModule` with three candidates, each with its own
+    BatchNorm and ReLU: ``"conv_k<kernel_size>"`` (the seed's block, dilation
+    ``dilations[i]``), ``"conv_k<small_kernel>"`` (the same with a shorter kernel) and
+    ``"identity"`` (the block dropped). With every choice on its first candidate the network
+    is exactly ``Mnist1dTCN(num_classes, channels, num_layers, kernel_size, dilations)``
+    (same module names, ``blocks.<i>.conv``), the reference the app compares against.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 32,
+        num_layers: int = 4,
+        kernel_size: int = 9,
+        dilations: Sequence[int] | None = None,
+        small_kernel: int = 3,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        dilations = [1] * num_layers if dilations is None else list(dilations)
+        if len(dilations) != num_layers:
+            raise ValueError(f"{len(dilations)} dilations given for {num_layers} layers")
+        first = CausalConvBlock(in_channels, channels, kernel_size, dilations[0])
+        blocks: list[nn.Module] = [first]
+        for d in dilations[1:]:
+            blocks.append(SuperNetModule({
+                f"conv_k{kernel_size}": CausalConvBlock(channels, channels, kernel_size, d),
+                f"conv_k{small_kernel}": CausalConvBlock(channels, channels, small_kernel, d),
+                "identity": nn.Identity(),
+            }))  # fmt: skip
+        self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -242,3 +242,15 @@ def test_budget_target_switches_the_regulariser_off_below_the_budget():
     assert budget_arch == free_arch
     assert all(torch.equal(budget_state[k], v) for k, v in free_state.items())
     assert taxed_arch != free_arch
+
+
+@pytest.mark.parametrize("method, net", [("pit", TinyTCN), ("supernet", TinySuperNet)])
+def test_a_fit_that_ends_with_a_search_ends_exported(method, net):
+    """The last stage being a search still exports its best state: ``exported`` and the
+    module hold the plain network and ``history`` records the export."""
+    train, val = loaders()
+    model = Classifier(net())
+    dnas = DNASCallback(stages=[Stage("search", 2, method)], export_dir=False)
+    _trainer(dnas).fit(model, train, val)
+    assert not isinstance(model.net, DNAS) and dnas.exported is model.net
+    assert [h["stage"] for h in dnas.history] == ["0-search-" + method]

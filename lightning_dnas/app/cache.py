@@ -1,0 +1,60 @@
+"""Reuse of computed phases across the runs of a sweep.
+
+A phase (a search, or the reference training) is stored in ``<cache_dir>/<key>/`` where
+``key`` hashes everything that determines its result (data, model, optimizer, trainer,
+seed, the phase's stages and the key of the phase it started from). Runs that differ only in
+later stages (a cascade sweep over PIT lambdas, fine-tune seeds) find the entry and skip the
+computation. A file lock per key makes parallel jobs (joblib, SLURM on a shared file system)
+compute each entry once: the first takes the lock and computes into a temporary folder that
+is renamed into place only when complete, the others wait and then read it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .results import make_search_id
+
+DONE = "done.json"
+
+
+def entry_key(config: Any) -> str:
+    """The cache key of a JSON-able phase ``config`` (12 hex digits)."""
+    return make_search_id(config)
+
+
+def cached(root: Path | None, config: Any, compute: Callable[[Path], None],
+           scratch: Path) -> tuple[Path, bool]:  # fmt: skip
+    """The folder holding ``compute``'s output for ``config``, and whether it was reused.
+
+    ``compute(folder)`` writes its files into ``folder``. With ``root`` ``None`` (no reuse)
+    it runs into ``scratch``. Otherwise the entry ``root/<key>`` is computed at most once,
+    under a file lock; ``done.json`` (the config) marks a complete entry.
+    """
+    if root is None:
+        scratch.mkdir(parents=True, exist_ok=True)
+        compute(scratch)
+        return scratch, False
+    root.mkdir(parents=True, exist_ok=True)
+    key = entry_key(config)
+    folder = root / key
+    with FileLock(str(root / f"{key}.lock")):
+        if (folder / DONE).is_file():
+            return folder, True
+        shutil.rmtree(folder, ignore_errors=True)  # an entry left incomplete by a crash
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
+        try:
+            compute(tmp)
+            (tmp / DONE).write_text(json.dumps(config, indent=1, sort_keys=True))
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return folder, False

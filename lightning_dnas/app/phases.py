@@ -1,0 +1,121 @@
+"""The phases of a run: how a ``method`` config maps onto DNASCallback stage lists, and the
+callback that measures each stage's network.
+
+A run is one or two *search phases* (each one ``Trainer.fit`` with a
+:class:`~lightning_dnas.DNASCallback` whose last stage is a search, so the fit ends with the
+exported network) followed by the *final fine-tune* (a plain fit seeded with
+``finetune_seed``). Splitting at these points is what lets a sweep reuse a phase: the
+cascade's coarse phase (SuperNet search and intermediate fine-tune) does not depend on the
+PIT lambda, and no search depends on the fine-tune seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+
+from lightning_dnas.callback import DNASCallback
+from lightning_dnas.stages import Stage, parse_stages
+
+from .report import network_costs
+from .results import StageRecord
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One search phase: ``name`` (``"pit"``, ``"supernet"``, ``"pitsupernet"``), its
+    stages and its lambda."""
+
+    name: str
+    stages: list[Stage]
+    strength: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (part of the phase's cache key)."""
+        return {"name": self.name, "strength": self.strength,
+                "stages": [s.to_dict() for s in self.stages]}  # fmt: skip
+
+
+def plan(method: Any) -> tuple[str, list[Phase]]:
+    """``(start network, phases)`` for a ``method`` config: the start network is
+    ``"seed"`` for PIT and ``"supernet"`` for the others."""
+    train = tuple(method.train)
+    if method.name == "cascade":
+        coarse = [Stage("warmup", method.warmup_epochs)] if method.warmup_epochs else []
+        coarse.append(Stage("search", method.supernet_epochs, "supernet", train=train,
+                            patience=method.patience))  # fmt: skip
+        if method.intermediate_finetune_epochs:
+            coarse.append(Stage("finetune", method.intermediate_finetune_epochs))
+        fine = [Stage("search", method.search_epochs, "pit", train=train,
+                      patience=method.patience)]  # fmt: skip
+        return "supernet", [Phase("supernet", parse_stages(coarse), method.supernet_strength),
+                            Phase("pit", parse_stages(fine), method.strength)]  # fmt: skip
+    stages = [Stage("warmup", method.warmup_epochs)] if method.warmup_epochs else []
+    stages.append(Stage("search", method.search_epochs, method.name, train=train,
+                        patience=method.patience))  # fmt: skip
+    start = "seed" if method.name == "pit" else "supernet"
+    return start, [Phase(method.name, parse_stages(stages), method.strength)]
+
+
+def total_epochs(phases: list[Phase], finetune_epochs: int) -> int:
+    """Configured epochs of the whole pipeline (what the reference trains for)."""
+    return sum(s.epochs for p in phases for s in p.stages) + finetune_epochs
+
+
+class StageRecorder(Callback):
+    """Measures the network each DNAS stage ended with (a search: the exported network):
+    params, MACs, validation and test metrics. Put it after the DNASCallback."""
+
+    def __init__(self, dnas: DNASCallback, prefix: str, datamodule: Any, example: Tensor) -> None:
+        self.dnas, self.prefix = dnas, prefix
+        self.datamodule, self.example = datamodule, example
+        self.records: list[StageRecord] = []
+        self._stage: Stage | None = None
+        self._start = 0
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """At a stage boundary (the callback has already moved on), record the last stage."""
+        if self._stage is not None and self.dnas.stage.name != self._stage.name:
+            self._record(trainer, pl_module)
+        if self._stage is None or self.dnas.stage.name != self._stage.name:
+            self._stage, self._start = self.dnas.stage, trainer.current_epoch
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Record the last stage."""
+        self._record(trainer, pl_module)
+
+    def _record(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        assert self._stage is not None
+        self.records.append(measure(
+            pl_module, f"{self.prefix}.{self._stage.name}", self._stage.kind,
+            trainer.current_epoch - self._start, self.datamodule, self.example))  # fmt: skip
+
+
+def measure(module: Any, name: str, kind: str, epochs: int, datamodule: Any,
+            example: Tensor) -> StageRecord:  # fmt: skip
+    """A :class:`StageRecord` of ``module.net`` as it is now."""
+    params, macs = network_costs(module.net, example)
+    val = module.evaluate(datamodule.val_dataloader())
+    test = module.evaluate(datamodule.test_dataloader())
+    return StageRecord(name, kind, epochs, params, macs, val, test)
+
+
+class EpochPrinter(Callback):
+    """One line per epoch (the progress bar is off): the logged losses, accuracy and the
+    search's hard costs."""
+
+    KEYS = ("train_loss", "val_loss", "val_acc", "dnas/hard_params", "dnas/hard_macs")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Print the epoch's metrics."""
+        metrics = trainer.callback_metrics
+        parts = [f"{k.removeprefix('dnas/hard_')} {float(metrics[k]):.4g}"
+                 for k in self.KEYS if k in metrics]  # fmt: skip
+        print(f"[{self.label}] epoch {trainer.current_epoch + 1:3d}/{trainer.max_epochs}  "
+              + "  ".join(parts), flush=True)  # fmt: skip

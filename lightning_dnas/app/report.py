@@ -1,0 +1,97 @@
+"""What the application measures and prints: network costs, layer shapes, the table."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_dnas.nas.search import DNAS, PIT
+
+from .results import Point
+
+COSTS = {"params": "params", "macs": "macs"}
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def network_costs(net: nn.Module, example: Tensor) -> tuple[int, int]:
+    """Conv+linear parameters and per-sample MACs of ``net`` (a search network: of the
+    network its export would give). Counted by the engine's cost model, through a PIT
+    wrapper of a copy for a plain network (all masks on: the exact counts)."""
+    search = net if isinstance(net, DNAS) else PIT(copy.deepcopy(net), example, cost=COSTS)
+    was = net.training
+    try:
+        return int(search.hard_cost("params")), int(search.hard_cost("macs"))
+    finally:
+        net.train(was)
+
+
+def _describe(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return f"{module.in_features}->{module.out_features}"
+    kernel = "x".join(str(k) for k in module.kernel_size)
+    text = f"{module.in_channels}->{module.out_channels} k{kernel}"
+    if any(d > 1 for d in module.dilation):
+        text += f" d{'x'.join(str(d) for d in module.dilation)}"
+    if module.groups > 1:
+        text += f" g{module.groups}"
+    return text
+
+
+def layer_shapes(net: nn.Module) -> dict[str, str]:
+    """``{layer name: "cin->cout k<kernel> [d<dilation>] [g<groups>]"}`` of every conv and
+    linear (``"in->out"``). An exported conv wrapped with its padding in a Sequential
+    (``name.0`` pad, ``name.1`` conv) is listed under ``name``."""
+    out: dict[str, str] = {}
+    for name, module in net.named_modules():
+        if isinstance(module, _LAYERS):
+            parent, _, _ = name.rpartition(".")
+            holder = net.get_submodule(parent) if parent else None
+            wrapped = isinstance(holder, nn.Sequential) and holder[-1] is module and not any(
+                isinstance(m, _LAYERS) for m in list(holder)[:-1])
+            out[parent if wrapped else name] = _describe(module)
+    return out
+
+
+def format_table(
+    reference: Point, found: Point, ref_layers: dict[str, str], found_layers: dict[str, str],
+    metric: str, labels: Sequence[str],
+) -> str:  # fmt: skip
+    """The seed-vs-found table: costs, ``metric`` on the test and validation sets, and one
+    row per layer (``removed`` where the found network has no such layer)."""
+
+    def fmt(point: Point, split: str) -> str:
+        value = getattr(point, split).get(metric)
+        return "-" if value is None else (f"{value:.2%}" if metric == "acc" else f"{value:.4f}")
+
+    rows: list[tuple[str, str, str]] = [
+        ("params (conv+linear)", f"{reference.params:,}", f"{found.params:,}"),
+        ("MACs per sample", f"{reference.macs:,}", f"{found.macs:,}"),
+        (f"test {metric}", fmt(reference, "test"), fmt(found, "test")),
+        (f"val {metric}", fmt(reference, "val"), fmt(found, "val")),
+    ]
+    names = list(ref_layers) + [n for n in found_layers if n not in ref_layers]
+    layer_rows = [(f"  {n}", ref_layers.get(n, "-"), found_layers.get(n, "removed"))
+                  for n in names]  # fmt: skip
+    width = max(len(r[0]) for r in rows + layer_rows)
+    col = max(len(r[1]) for r in rows + layer_rows + [("", labels[0], "")])
+    line = lambda r: f"{r[0]:{width}}  {r[1]:>{col}}  {r[2]}"  # noqa: E731
+    out = [line(("", labels[0], labels[1])), "-" * (width + col + 22)]
+    out += [line(r) for r in rows]
+    out.append("layers (in->out channels, kernel, dilation, groups)")
+    out += [line(r) for r in layer_rows]
+    out.append(f"found/seed: params {found.params / max(reference.params, 1):.1%}, "
+               f"MACs {found.macs / max(reference.macs, 1):.1%}")  # fmt: skip
+    return "\n".join(out)
+
+
+def point(params_macs: tuple[int, int], val: dict[str, float], test: dict[str, float]) -> Point:
+    """A :class:`Point` from ``(params, macs)`` and the two metric dicts."""
+    return Point(params=params_macs[0], macs=params_macs[1], val=val, test=test)
+
+
+def point_dict(p: Point) -> dict[str, Any]:
+    """JSON form of a :class:`Point` (for cache entries)."""
+    return {"params": p.params, "macs": p.macs, "val": p.val, "test": p.test}

@@ -1,0 +1,212 @@
+"""The Hydra application: ``python -m lightning_dnas.train`` / ``lightning-dnas-train``.
+
+One run: build the data and the start network from the config, run the search phases of
+the method (:mod:`~lightning_dnas.app.phases`, each reused from ``cache_dir`` when an
+identical one was computed before), fine-tune the found network with ``finetune_seed``,
+train the seed network for as many epochs as the reference, and write into the run's
+output directory: ``config.yaml`` (resolved), ``checkpoints/`` (each phase's and the
+fine-tune's), ``export/`` (``arch.json``, ``model.pt``) and ``results.json``
+(:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from lightning_dnas.callback import DNASCallback
+from lightning_dnas.data import DatasetNotFoundError
+from lightning_dnas.restore import restore
+
+from .cache import cached
+from .checks import ConfigError, check_config, check_output_dir
+from .modules import AutoEncoderModule, ClassificationModule
+from .phases import EpochPrinter, Phase, StageRecorder, measure, plan, total_epochs
+from .report import COSTS, format_table, layer_shapes, network_costs, point
+from .results import Point, RunResult, StageRecord, make_search_id
+
+Builder = Callable[[], nn.Module]
+
+
+class Run:
+    """The state one application run shares between its phases."""
+
+    def __init__(self, cfg: DictConfig, out: Path) -> None:
+        self.cfg, self.out = cfg, out
+        self.datamodule = instantiate(cfg.data.datamodule)
+        self.datamodule.prepare_data()
+        self.datamodule.setup("fit")
+        self.example = next(iter(self.datamodule.val_dataloader()))[0][:2]
+        cache = cfg.cache_dir
+        self.cache = None if cache is None else Path(hydra.utils.to_absolute_path(cache))
+        self.base = {k: OmegaConf.to_container(cfg[k], resolve=True)
+                     for k in ("data", "model", "optimizer", "trainer")}  # fmt: skip
+        self.base.update(seed=cfg.seed, cost=cfg.cost)
+
+    def module(self, net: nn.Module) -> LightningModule:
+        """The LightningModule of the data's task around ``net``."""
+        optimizer = instantiate(self.cfg.optimizer)
+        if self.cfg.data.task == "anomaly":
+            return AutoEncoderModule(net, optimizer)
+        return ClassificationModule(net, optimizer, self.datamodule.num_classes)
+
+    def trainer(self, epochs: int, callbacks: list[Any], checkpointing: bool = False) -> Trainer:
+        """A Trainer from the config for ``epochs`` epochs."""
+        return instantiate(self.cfg.trainer, max_epochs=epochs, callbacks=callbacks,
+                           logger=instantiate(self.cfg.logger), default_root_dir=str(self.out),
+                           enable_checkpointing=checkpointing)  # fmt: skip
+
+    def search(self, phase: Phase, start: Builder, after: str | None) -> tuple[Builder, dict]:
+        """Run (or reuse) one search phase from the network ``start()`` builds. Returns a
+        builder of the phase's exported network and its summary (records, export history,
+        cache key, whether it was reused)."""
+        cfg = self.cfg
+        key = {**self.base, "phase": phase.to_dict(), "after": after, "icv": cfg.icv,
+               "softmax": OmegaConf.to_container(cfg.softmax), "arch_lr": cfg.arch_lr,
+               "search_mode": cfg.search_mode,
+               "converter": OmegaConf.to_container(cfg.converter)}  # fmt: skip
+
+        def compute(folder: Path) -> None:
+            seed_everything(cfg.seed, workers=True)
+            module = self.module(start())
+            costs = {cfg.cost: COSTS[cfg.cost], **COSTS}  # the penalised cost first
+            dnas = DNASCallback(
+                stages=phase.stages, cost=costs, strength={cfg.cost: phase.strength},
+                icv=cfg.icv, softmax=cfg.softmax.mode, temperature=cfg.softmax.temperature,
+                arch_lr=cfg.arch_lr, search_mode=cfg.search_mode,
+                converter=OmegaConf.to_container(cfg.converter), network="net",
+                export_dir=folder / "export")  # fmt: skip
+            recorder = StageRecorder(dnas, phase.name, self.datamodule, self.example)
+            epochs = sum(s.epochs for s in phase.stages)
+            callbacks = [dnas, recorder, EpochPrinter(phase.name)]
+            self.trainer(epochs, callbacks).fit(module, datamodule=self.datamodule)
+            module.trainer.save_checkpoint(folder / "phase.ckpt")
+            torch.save({"records": [r.__dict__ for r in recorder.records],
+                        "history": dnas.history}, folder / "summary.pt")  # fmt: skip
+
+        folder, reused = cached(self.cache, key, compute, self.out / "phases" / phase.name)
+        ckpt = self.out / "checkpoints" / f"{phase.name}.ckpt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if folder / "phase.ckpt" != ckpt:
+            shutil.copyfile(folder / "phase.ckpt", ckpt)
+        summary = torch.load(folder / "summary.pt", weights_only=False)
+        summary.update(key=make_search_id(key), reused=reused, folder=str(folder))
+        return (lambda: restore(start(), ckpt)), summary
+
+    def reference(self, epochs: int) -> Point:
+        """The seed network trained for ``epochs`` (reused from the cache when possible), or
+        only its costs when ``reference`` is off."""
+        cfg = self.cfg
+        costs = network_costs(instantiate(cfg.model.seed), self.example)
+        if not cfg.reference:
+            return point(costs, {}, {})
+
+        def compute(folder: Path) -> None:
+            seed_everything(cfg.seed, workers=True)
+            module = self.module(instantiate(cfg.model.seed))
+            trainer = self.trainer(epochs, [EpochPrinter("reference")])
+            trainer.fit(module, datamodule=self.datamodule)
+            record = measure(module, "reference", "finetune", epochs, self.datamodule,
+                             self.example)  # fmt: skip
+            torch.save(record.__dict__, folder / "reference.pt")
+
+        key = {**self.base, "reference_epochs": epochs}
+        folder, _ = cached(self.cache, key, compute, self.out / "reference")
+        rec = torch.load(folder / "reference.pt", weights_only=False)
+        return Point(rec["params"], rec["macs"], rec["val"], rec["test"])
+
+
+def run(cfg: DictConfig, out: Path) -> RunResult:
+    """Run the pipeline of ``cfg`` writing into ``out``; returns what ``results.json``
+    holds (written atomically, last)."""
+    start_time = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    app = Run(cfg, out)
+    start_kind, phases = plan(cfg.method)
+    build: Builder = lambda: instantiate(cfg.model[start_kind])  # noqa: E731
+    summaries, after = [], None
+    for phase in phases:
+        build, summary = app.search(phase, build, after)
+        summaries.append(summary)
+        after = summary["key"]
+        print(f"phase {phase.name}: {'reused' if summary['reused'] else 'computed'} "
+              f"({summary['folder']})")  # fmt: skip
+
+    seed_everything(cfg.finetune_seed, workers=True)
+    module = app.module(build())
+    epochs = cfg.method.finetune_epochs
+    records = [r for s in summaries for r in s["records"]]
+    if epochs:
+        ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="finetune-{epoch}",
+                               save_last=True)  # fmt: skip
+        printer = EpochPrinter("finetune")
+        trainer = app.trainer(epochs, [ckpt, printer], checkpointing=True)
+        trainer.fit(module, datamodule=app.datamodule)
+    final = measure(module, "finetune", "finetune", epochs, app.datamodule, app.example)
+    stages = [StageRecord(**r) for r in records] + ([final] if epochs else [])
+    reference = app.reference(total_epochs(phases, epochs))
+
+    export = out / "export"
+    export.mkdir(exist_ok=True)
+    arch = {p.name: s["history"][-1]["arch"] for p, s in zip(phases, summaries, strict=True)}
+    (export / "arch.json").write_text(json.dumps(arch, indent=1))
+    torch.save(module.net, export / "model.pt")
+    lambdas = {p.name: {cfg.cost: float(p.strength)} for p in phases}
+    found = Point(final.params, final.macs, final.val, final.test)
+    search_id = make_search_id({"method": cfg.method.name, "keys": [s["key"] for s in summaries]})
+    result = RunResult(
+        method=cfg.method.name, task=cfg.data.task, data=cfg.data.name, model=cfg.model.name,
+        lambdas=lambdas, icv=float(cfg.icv), softmax=cfg.softmax.mode, seed=int(cfg.seed),
+        finetune_seed=int(cfg.finetune_seed) if epochs else None, search_id=search_id,
+        stages=stages, final=found, reference=reference, arch=arch,
+        wall_s=time.perf_counter() - start_time)  # fmt: skip
+    result.save(out / "results.json")
+    metric = "acc" if cfg.data.task == "classification" else "auc"
+    seed_net = instantiate(cfg.model.seed)
+    print(f"\n{cfg.method.name} on {cfg.data.name}: seed network ({cfg.model.name}, trained "
+          f"{total_epochs(phases, epochs)} epochs) vs found network")  # fmt: skip
+    print(format_table(reference, found, layer_shapes(seed_net), layer_shapes(module.net),
+                       metric, ("seed", "found")))  # fmt: skip
+    print(f"results: {out / 'results.json'}  ({result.wall_s:.1f} s)")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="pkg://lightning_dnas.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        check_config(cfg)
+        check_output_dir(out)
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        run(cfg, out)
+    except (ConfigError, DatasetNotFoundError) as err:
+        print(f"lightning-dnas-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point; ``argv`` (default ``sys.argv[1:]``) are Hydra overrides and flags."""
+    if argv is None:
+        _hydra_main()
+        return
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "lightning-dnas-train", *argv]
+    try:
+        _hydra_main()
+    finally:
+        sys.argv = saved

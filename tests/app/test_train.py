@@ -1,0 +1,75 @@
+"""The Hydra application end to end, on tiny configurations (a few batches per epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lightning_dnas.app.pareto import main as pareto_main
+from lightning_dnas.app.results import RunResult
+from lightning_dnas.app.train import main
+
+TINY = ["data.datamodule.num_samples=300", "method.warmup_epochs=1", "method.search_epochs=1",
+        "method.finetune_epochs=1", "trainer.log_every_n_steps=1"]  # fmt: skip
+CASCADE = ["method.supernet_epochs=1", "method.intermediate_finetune_epochs=1"]
+
+
+def run(tmp_path: Path, *overrides: str, name: str = "run") -> RunResult:
+    main([*TINY, f"hydra.run.dir={tmp_path / name}", f"cache_dir={tmp_path / 'cache'}",
+          *overrides])  # fmt: skip
+    return RunResult.load(tmp_path / name / "results.json")
+
+
+def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys):
+    result = run(tmp_path, *CASCADE)
+    out = capsys.readouterr().out
+    assert result.method == "cascade" and result.data == "mnist1d"
+    assert result.lambdas == {"supernet": {"params": 3e-6}, "pit": {"params": 1e-4}}
+    kinds = [s.kind for s in result.stages]
+    assert kinds == ["warmup", "search", "finetune", "search", "finetune"]
+    assert result.reference.params == 28_266 and result.reference.macs == 1_117_770
+    assert 0.0 <= result.final.test["acc"] <= 1.0 and "acc" in result.reference.test
+    assert result.final.params == result.stages[-1].params
+    run_dir = tmp_path / "run"
+    for path in ["config.yaml", "export/arch.json", "export/model.pt", "checkpoints/last.ckpt",
+                 "checkpoints/supernet.ckpt", "checkpoints/pit.ckpt"]:  # fmt: skip
+        assert (run_dir / path).is_file(), path
+    assert set(json.loads((run_dir / "export/arch.json").read_text())) == {"supernet", "pit"}
+    table = out[out.index("seed network"):]
+    for row in ["params (conv+linear)", "MACs per sample", "test acc", "blocks.0.conv",
+                "classifier", "32->32 k9 d2"]:  # fmt: skip
+        assert row in table
+
+
+@pytest.mark.parametrize("method, phases", [
+    ("pit", ["pit"]), ("supernet", ["supernet"]), ("pitsupernet", ["pitsupernet"])])
+def test_each_method_runs(tmp_path, method, phases):
+    result = run(tmp_path, f"method={method}", "softmax=softmax")
+    assert result.method == method and list(result.lambdas) == phases
+    assert [s.kind for s in result.stages] == ["warmup", "search", "finetune"]
+    assert result.final.params <= result.reference.params
+
+
+def test_cascade_sweep_reuses_the_supernet_phase_and_the_pareto_tool_reads_it(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    main(["-m", *TINY, *CASCADE, "method.strength=1e-6,1e-4", f"hydra.sweep.dir={sweep}",
+          f"cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("phase supernet: computed") == 1
+    assert out.count("phase supernet: reused") == 1
+    assert out.count("phase pit: computed") == 2
+    runs = [RunResult.load(p) for p in sorted(sweep.glob("*/results.json"))]
+    assert sorted(r.lambdas["pit"]["params"] for r in runs) == [1e-6, 1e-4]
+    assert runs[0].stages[:3] == runs[1].stages[:3]  # the same coarse phase
+    assert pareto_main([str(sweep)]) == 0
+    assert (sweep / "pareto.csv").is_file() and (sweep / "pareto.png").is_file()
+
+
+def test_finetune_seeds_reuse_the_search(tmp_path, capsys):
+    first = run(tmp_path, "method=pit", "finetune_seed=1", name="a")
+    second = run(tmp_path, "method=pit", "finetune_seed=2", name="b")
+    assert "phase pit: reused" in capsys.readouterr().out
+    assert first.search_id == second.search_id
+    assert (first.finetune_seed, second.finetune_seed) == (1, 2)
