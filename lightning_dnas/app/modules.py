@@ -24,19 +24,26 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class _Base(LightningModule):
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory) -> None:
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory,
+                 anneal_epochs: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.net = net
         self.optimizer = optimizer
+        self.anneal_epochs = anneal_epochs
 
     def forward(self, x: Tensor) -> Tensor:
         """The network's output."""
         return self.net(x)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         """The configured optimizer over the current network's parameters (called again by
-        the callback after every export)."""
-        return self.optimizer(self.parameters())
+        the callback after every export); with ``anneal_epochs``, a cosine learning-rate
+        schedule from the configured rate to 0 over that many epochs."""
+        optimizer = self.optimizer(self.parameters())
+        if not self.anneal_epochs:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.anneal_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
@@ -60,10 +67,13 @@ class ClassificationModule(_Base):
         net: the network (logits out).
         optimizer: ``f(params) -> Optimizer``, e.g. a Hydra ``_partial_`` Adam.
         num_classes: number of classes (for the accuracy metric).
+        anneal_epochs: if given, the learning rate follows a cosine from the configured
+            rate to 0 over this many epochs.
     """
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, num_classes: int) -> None:
-        super().__init__(net, optimizer)
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, num_classes: int,
+                 anneal_epochs: int | None = None) -> None:  # fmt: skip
+        super().__init__(net, optimizer, anneal_epochs)
         self.num_classes = num_classes
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
 

@@ -57,12 +57,15 @@ class Run:
                      for k in ("data", "model", "optimizer", "trainer")}  # fmt: skip
         self.base.update(seed=cfg.seed, cost=cfg.cost)
 
-    def module(self, net: nn.Module) -> LightningModule:
-        """The LightningModule of the data's task around ``net``."""
+    def module(self, net: nn.Module, final_epochs: int | None = None) -> LightningModule:
+        """The LightningModule of the data's task around ``net``. ``final_epochs``: this is
+        a final training (the fine-tune, the reference) of that many epochs, whose learning
+        rate is cosine-annealed when the config's ``anneal_final`` is on."""
         optimizer = instantiate(self.cfg.optimizer)
+        anneal = final_epochs if self.cfg.anneal_final else None
         if self.cfg.data.task == "anomaly":
-            return AutoEncoderModule(net, optimizer)
-        return ClassificationModule(net, optimizer, self.datamodule.num_classes)
+            return AutoEncoderModule(net, optimizer, anneal)
+        return ClassificationModule(net, optimizer, self.datamodule.num_classes, anneal)
 
     def trainer(self, epochs: int, callbacks: list[Any], checkpointing: bool = False) -> Trainer:
         """A Trainer from the config for ``epochs`` epochs."""
@@ -117,14 +120,14 @@ class Run:
 
         def compute(folder: Path) -> None:
             seed_everything(cfg.seed, workers=True)
-            module = self.module(instantiate(cfg.model.seed))
+            module = self.module(instantiate(cfg.model.seed), final_epochs=epochs)
             trainer = self.trainer(epochs, [EpochPrinter("reference")])
             trainer.fit(module, datamodule=self.datamodule)
             record = measure(module, "reference", "finetune", epochs, self.datamodule,
                              self.example)  # fmt: skip
             torch.save(record.__dict__, folder / "reference.pt")
 
-        key = {**self.base, "reference_epochs": epochs}
+        key = {**self.base, "reference_epochs": epochs, "anneal": cfg.anneal_final}
         folder, _ = cached(self.cache, key, compute, self.out / "reference")
         rec = torch.load(folder / "reference.pt", weights_only=False)
         return Point(rec["params"], rec["macs"], rec["val"], rec["test"])
@@ -148,8 +151,8 @@ def run(cfg: DictConfig, out: Path) -> RunResult:
               f"({summary['folder']})")  # fmt: skip
 
     seed_everything(cfg.finetune_seed, workers=True)
-    module = app.module(build())
     epochs = cfg.method.finetune_epochs
+    module = app.module(build(), final_epochs=epochs)
     records = [r for s in summaries for r in s["records"]]
     if epochs:
         ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="finetune-{epoch}",
