@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
@@ -90,6 +91,20 @@ class DNASCallback(Callback):
         export_dir: where each export's architecture JSON and module are written (default:
             ``<trainer.log_dir>/dnas``); ``False`` writes nothing.
         check_export: compare each exported network with the search network.
+
+    Logged with ``pl_module.log`` (so to every logger of the trainer): during search
+    stages, per training step and as epoch means (``_step``/``_epoch`` suffixes),
+    ``dnas/reg`` (``lambda * cost``, without ICV), ``dnas/soft_<cost>`` for each cost, and
+    ``dnas/icv`` when the network has SuperNet choices; at the end of each epoch of a
+    warmup or search stage ``dnas/hard_<cost>`` and, with choices, ``dnas/temperature`` (or
+    ``dnas/temperature/<choice>`` when the choices' temperatures differ) and
+    ``dnas/theta/<choice>/<candidate>`` (``softmax(alpha / T)``). With a ``WandbLogger``,
+    each export also logs the tables ``dnas/<stage>/layers`` (see
+    :meth:`~lightning_dnas.nas.search.DNAS.layer_widths`) and ``dnas/<stage>/choices``,
+    the artifacts ``dnas-arch-<run id>`` (``arch.json``: the :attr:`history` record) and
+    ``dnas-model-<run id>`` (``model.pt``: ``torch.save`` of the exported network), one
+    version per export aliased with the stage name, and sets ``dnas/final_<cost>`` in the
+    run summary. The callback never starts or finishes a W&B run.
     """
 
     def __init__(
@@ -327,6 +342,7 @@ class DNASCallback(Callback):
             search.load_state_dict(self._best["state"])
         exported = search.export(check=self.check_export)
         spec = search.arch()
+        widths = search.layer_widths()
         record = {"stage": stage.name, "method": search.method,
                   "best_epoch": None if self._best is None else self._best["epoch"],
                   "costs": {n: search.hard_cost(n) for n in search.costs}, "arch": spec}
@@ -339,6 +355,7 @@ class DNASCallback(Callback):
         self.search, self.arch_optimizer, self.exported = None, None, exported
         self._reset_monitors(trainer)
         self._write_export(trainer, record, exported)
+        self._log_export(trainer, record, widths, exported)
         costs = ", ".join(f"{n} {v:,.0f}" for n, v in record["costs"].items())
         rank_zero_info(f"lightning_dnas: exported after {stage.name}: {costs}")
 
@@ -352,6 +369,16 @@ class DNASCallback(Callback):
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(root / f"{record['stage']}.json")
         torch.save(net, root / f"{record['stage']}.pt")
+
+    def _log_export(self, trainer: Trainer, record: dict[str, Any],
+                    widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+        """Log an export to every ``WandbLogger`` of the trainer (tables, artifacts, summary);
+        wandb is imported only when such a logger exists."""
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                _log_export_wandb(logger, trainer.global_step, record, widths, net)
 
     def _reset_monitors(self, trainer: Trainer) -> None:
         """A new network starts new bests: ModelCheckpoint's and EarlyStopping's records of
@@ -405,11 +432,18 @@ class DNASCallback(Callback):
             self.search.set_temperature(float(t(epoch) if callable(t) else t))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Log hard costs and choice probabilities; turn an EarlyStopping stop during a
-        stage that is not the last into the end of that stage; stop after the last stage."""
+        """Log hard costs, temperatures and choice probabilities; turn an EarlyStopping stop
+        during a stage that is not the last into the end of that stage; stop after the last
+        stage."""
         if self.search is not None:
             for name in self.search.costs:
                 pl_module.log(f"dnas/hard_{name}", float(self.search.hard_cost(name)))
+            temperatures = {n: float(c.temperature) for n, c in self.search.choices.items()}
+            if len(set(temperatures.values())) == 1:
+                pl_module.log("dnas/temperature", next(iter(temperatures.values())))
+            else:
+                for cname, t in temperatures.items():
+                    pl_module.log(f"dnas/temperature/{cname}", t)
             for cname, choice in self.search.choices.items():
                 probs = torch.softmax(choice.alpha.detach() / choice.temperature, 0)
                 for cand, p in zip(choice.names, probs.tolist(), strict=True):
@@ -433,12 +467,16 @@ class DNASCallback(Callback):
     def _term(self) -> Tensor:
         assert self.search is not None
         lambdas = self._lambdas(self.stage)
-        reg = self.search.regularizer(lambdas, self.target)
+        # The soft costs are computed once: the regulariser takes them and they are logged.
+        soft = {name: self.search.soft_cost(name) for name in self.search.costs}
+        reg = self.search.regularizer(lambdas, self.target, costs=soft)
         self._last_terms = {"dnas/reg": float(reg.detach())}
-        if self.icv and self.search.choices:
+        self._last_terms.update({f"dnas/soft_{n}": float(v.detach()) for n, v in soft.items()})
+        if self.search.choices:
             icv = self.search.icv()
             self._last_terms["dnas/icv"] = float(icv.detach())
-            reg = reg + self.icv * icv
+            if self.icv:
+                reg = reg + self.icv * icv
         return reg
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule,
@@ -470,10 +508,12 @@ class DNASCallback(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:  # fmt: skip
-        """Log the regulariser; manual optimization: the architecture step of this batch;
-        alternating search: the architecture step on a validation batch."""
+        """Log the regulariser terms; manual optimization: the architecture step of this
+        batch; alternating search: the architecture step on a validation batch."""
         for key, value in self._last_terms.items():
             pl_module.log(key, value, on_step=True, on_epoch=True)
+        # Logged once: a fine-tune after the search must not repeat the last search values.
+        self._last_terms = {}
         if not pl_module.automatic_optimization:
             self._arch_step(trainer)
         if self._searching(trainer) and self.search_mode == "alternating":
@@ -602,6 +642,35 @@ def _find_network(pl_module: LightningModule) -> str:
             f"DNASCallback cannot tell which child of {type(pl_module).__name__} is the network "
             f"to search: children with trainable parameters: {found}; pass network='<name>'")
     return found[0]
+
+
+LAYER_COLUMNS = ["layer", "type", "out_channels", "original", "taps", "kernel", "dilation"]
+CHOICE_COLUMNS = ["choice", "index", "candidate"]
+
+
+def _log_export_wandb(logger: WandbLogger, step: int, record: dict[str, Any],
+                      widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+    """Tables of the layer widths and chosen candidates, the architecture and the exported
+    network as artifacts (a version per export, aliased with the stage name), final costs
+    in the summary."""
+    import wandb  # optional: only runs that use a WandbLogger need it
+
+    stage = record["stage"]
+    choices = [[name, c["index"], c["name"]] for name, c in record["arch"]["choices"].items()]
+    logger.log_table(f"dnas/{stage}/layers", LAYER_COLUMNS,
+                     [[row[c] for c in LAYER_COLUMNS] for row in widths], step=step)  # fmt: skip
+    logger.log_table(f"dnas/{stage}/choices", CHOICE_COLUMNS, choices, step=step)
+    run = logger.experiment
+    meta = {"stage": stage, "method": record["method"], "costs": record["costs"]}
+    arch = wandb.Artifact(f"dnas-arch-{run.id}", type="dnas-architecture", metadata=meta)
+    with arch.new_file("arch.json") as f:
+        json.dump(record, f, indent=1)
+    model = wandb.Artifact(f"dnas-model-{run.id}", type="model", metadata=meta)
+    with model.new_file("model.pt", mode="wb") as f:
+        torch.save(net, f)
+    for artifact in (arch, model):
+        run.log_artifact(artifact, aliases=[stage, "latest"])
+    run.summary.update({f"dnas/final_{name}": value for name, value in record["costs"].items()})
 
 
 def _to(example: Any, device: torch.device) -> Any:

@@ -181,12 +181,14 @@ class DNAS(nn.Module):
         self,
         strength: float | Mapping[str, float],
         target: float | Mapping[str, float] | None = None,
+        costs: Mapping[str, Tensor] | None = None,
     ) -> Tensor:
         """``sum_n lambda_n * R_n`` with ``R_n = cost_n`` or, when a target (budget) is given,
         the hinge ``max(0, cost_n - target_n)``.
 
         ``strength`` is one lambda for the first cost or a ``{cost name: lambda}`` dict;
-        ``target`` likewise.
+        ``target`` likewise. ``costs``: soft costs the caller already computed
+        (``{name: soft_cost(name)}``, e.g. to log them), used instead of computing them again.
         """
         first = self._cost_name(None)
         lambdas = {first: float(strength)} if not isinstance(strength, Mapping) else strength
@@ -202,7 +204,7 @@ class DNAS(nn.Module):
             raise KeyError(f"unknown cost(s) {sorted(unknown)}; costs are {list(self.costs)}")
         total: Tensor = 0.0  # type: ignore[assignment]  # a tensor after the first term
         for name, lam in lambdas.items():
-            cost = self.soft_cost(name)
+            cost = costs[name] if costs is not None and name in costs else self.soft_cost(name)
             if name in targets:
                 cost = torch.relu(cost - targets[name])
             total = total + lam * cost
@@ -392,6 +394,27 @@ class DNAS(nn.Module):
         chosen = {n: {"index": c.argmax(), "name": c.names[c.argmax()]}
                   for n, c in self.choices.items()}  # fmt: skip
         return {"format": FORMAT, "method": self.method, "choices": chosen, "modules": modules}
+
+    def layer_widths(self) -> list[dict[str, Any]]:
+        """One row per convolution and linear layer the export keeps (first call of each,
+        as :meth:`arch`): ``layer``, ``type``, kept ``out_channels`` and the ``original``
+        width, kept ``taps`` and the original ``kernel`` (first spatial dimension; 1 for a
+        Linear), and the exported ``dilation`` (likewise)."""
+        rows = []
+        for lc in self._first_calls:
+            if not self._exported(lc.name):
+                continue
+            mod = lc.module
+            entry = self._layer_entry(lc)
+            linear = isinstance(mod, nn.Linear)
+            rows.append({
+                "layer": lc.name, "type": entry["type"], "out_channels": entry["out_channels"],
+                "original": mod.out_features if linear else mod.out_channels,
+                "taps": 1 if linear else entry["kernel_size"][0],
+                "kernel": 1 if linear else mod.kernel_size[0],
+                "dilation": 1 if linear else entry["dilation"][0],
+            })  # fmt: skip
+        return rows
 
     def _layer_entry(self, lc: LayerCall) -> dict[str, Any]:
         mod = lc.module

@@ -134,6 +134,9 @@ def test_regularizer_forms():
     assert search.regularizer(1e-3).item() == pytest.approx(1e-3 * p.item())
     both = search.regularizer({"params": 1e-3, "macs": 1e-6})
     assert both.item() == pytest.approx(1e-3 * p.item() + 1e-6 * m.item())
+    # Precomputed soft costs (the callback logs them) are used instead of recomputed ones.
+    given = search.regularizer({"params": 1e-3, "macs": 1e-6}, costs={"params": p * 2})
+    assert given.item() == pytest.approx(2e-3 * p.item() + 1e-6 * m.item())
     assert search.regularizer(1.0, target=p.item() + 10).item() == 0.0
     hinge = search.regularizer(2.0, target=p.item() - 10)
     assert hinge.item() == pytest.approx(20.0, rel=1e-4)
@@ -143,6 +146,23 @@ def test_regularizer_forms():
         search.regularizer({"latency": 1.0})
     with pytest.raises(ValueError, match="names no cost"):
         search.regularizer({})
+
+
+def test_layer_widths_match_the_exported_network():
+    model, x = make("dscnn")
+    search = PIT(model, x)
+    with torch.no_grad():
+        for mask in search.channel_masks.values():
+            mask.alpha[::2] = 0.0  # theta = |alpha| < 0.5: every other channel pruned
+    exported = search.export(check=False)
+    rows = search.layer_widths()
+    assert [r["layer"] for r in rows] == [n for n, m in exported.named_modules()
+                                         if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for row in rows:
+        layer = exported.get_submodule(row["layer"])
+        kept = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+        assert row["out_channels"] == kept <= row["original"]
+    assert any(r["out_channels"] < r["original"] for r in rows)
 
 
 def test_soft_cost_gradient_flows_to_every_mask():
