@@ -22,6 +22,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -56,6 +57,39 @@ class Run:
         self.base = {k: OmegaConf.to_container(cfg[k], resolve=True)
                      for k in ("data", "model", "optimizer", "trainer")}  # fmt: skip
         self.base.update(seed=cfg.seed, cost=cfg.cost)
+        self.wandb: Any = None
+
+    def logger(self) -> Any:
+        """The configured logger for the next fit. W&B gets one logger (one W&B run) for
+        the whole application run, so its dashboard holds every phase, the fine-tune and
+        the reference; the resolved config is the run's config, and in a multirun the runs
+        of one sweep share a W&B group (the sweep directory's name)."""
+        if self.wandb is not None:
+            return self.wandb
+        if not str(self.cfg.logger.get("_target_", "")).endswith("WandbLogger"):
+            return instantiate(self.cfg.logger)
+        hydra_cfg = HydraConfig.get()
+        group = Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None
+        self.wandb = instantiate(self.cfg.logger, group=group)
+        self.wandb.log_hyperparams(OmegaConf.to_container(self.cfg, resolve=True))
+        return self.wandb
+
+    def finish(self, result: RunResult | None) -> None:
+        """Close the W&B run (with the final numbers in its summary): the next job of a
+        multirun, in the same process, starts a run of its own."""
+        if self.wandb is None:
+            return
+        import wandb  # the optional extra; only reached when a WandbLogger was configured
+
+        if result is not None:
+            summary = {f"{name}/{key}": value
+                       for name, pt in (("final", result.final), ("reference", result.reference))
+                       for key, value in (("params", pt.params), ("macs", pt.macs),
+                                          *((f"test_{k}", v) for k, v in pt.test.items()),
+                                          *((f"val_{k}", v) for k, v in pt.val.items()))}
+            self.wandb.experiment.summary.update(summary)
+        wandb.finish()
+        self.wandb = None
 
     def module(self, net: nn.Module, final_epochs: int | None = None) -> LightningModule:
         """The LightningModule of the data's task around ``net``. ``final_epochs``: this is
@@ -70,7 +104,7 @@ class Run:
     def trainer(self, epochs: int, callbacks: list[Any], checkpointing: bool = False) -> Trainer:
         """A Trainer from the config for ``epochs`` epochs."""
         return instantiate(self.cfg.trainer, max_epochs=epochs, callbacks=callbacks,
-                           logger=instantiate(self.cfg.logger), default_root_dir=str(self.out),
+                           logger=self.logger(), default_root_dir=str(self.out),
                            enable_checkpointing=checkpointing)  # fmt: skip
 
     def search(self, phase: Phase, start: Builder, after: str | None) -> tuple[Builder, dict]:
@@ -140,6 +174,16 @@ def run(cfg: DictConfig, out: Path) -> RunResult:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     app = Run(cfg, out)
+    result = None
+    try:
+        result = _pipeline(app, start_time)
+    finally:
+        app.finish(result)
+    return result
+
+
+def _pipeline(app: Run, start_time: float) -> RunResult:
+    cfg, out = app.cfg, app.out
     start_kind, phases = plan(cfg.method)
     build: Builder = lambda: instantiate(cfg.model[start_kind])  # noqa: E731
     summaries, after = [], None
