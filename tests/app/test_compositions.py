@@ -22,7 +22,7 @@ NUM_CLASSES = {"cifar10": 10, "kws": 12, "vww": 2}
 def test_all_thesis_tables_have_a_config():
     expected = {f"{b}_{m}" for b in ("icl", "kws", "vww") for m in ("pit", "supernet", "cascade")}
     expected |= {"icl_pitsupernet", "kws_pitsupernet", "icl_supernet_softmax",
-                 "icl_supernet_icv", "icl_supernet_gumbel"}  # fmt: skip
+                 "icl_supernet_icv", "icl_supernet_gumbel", "kws_supernet_shared_bn"}  # fmt: skip
     assert set(EXPERIMENTS) == expected
 
 

@@ -400,3 +400,28 @@ def test_standard_choice_identity_rule() -> None:
     no_bias = standard_choice(8, 8, bias=False, relu=False)
     assert all(m.bias is None for m in no_bias.modules() if isinstance(m, nn.Conv2d))
     assert not any(isinstance(m, nn.ReLU) for m in no_bias.candidates[C3].modules())
+
+
+def test_dscnn_shared_bn_variant_has_bare_candidates_and_one_norm_per_block():
+    from lightning_dnas import SuperNet
+
+    net = DSCNNSuperNet(shared_bn=True)
+    choices = [m for m in net.modules() if isinstance(m, SuperNetModule)]
+    assert len(choices) == 4 and all(c.names == ["conv3x3", "conv5x5", "dw_sep", "identity"]
+                                     for c in choices)
+    for choice in choices:
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in choice.modules())
+    # conv3x3 36,928 + conv5x5 102,464 + dw_sep (640 + 4,160) + shared BN 128 + kept 1x1
+    # 4,288 per block; stem 2,752; classifier 780; 16 logits.
+    per_block = 36_928 + 102_464 + 640 + 4_160 + 128 + 4_288
+    assert sum(p.numel() for p in net.parameters()) == 2_752 + 4 * per_block + 780 + 16
+    x = torch.randn(2, 1, 49, 10)
+    for index in range(4):
+        search = SuperNet(DSCNNSuperNet(shared_bn=True), x, cost="params")
+        with torch.no_grad():
+            for c in search.choices.values():
+                c.alpha.copy_(torch.nn.functional.one_hot(torch.tensor(index), 4).float())
+        search.export()  # raises unless the exported network equals the search network
+        candidate = [36_928, 102_464, 640 + 4_160, 0][index]
+        # stem conv 2,624, per block the candidate and the kept 1x1 conv 4,160, classifier
+        assert search.hard_cost("params") == 2_624 + 4 * (candidate + 4_160) + 780
