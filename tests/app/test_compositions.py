@@ -39,3 +39,12 @@ def test_experiment_instantiates(name):
     for phase in phases:
         DNASCallback(stages=phase.stages, strength=phase.strength, softmax=cfg.softmax.mode)
     assert phases[-1].stages[-1].patience == 20 and cfg.softmax.temperature == 1.0
+
+
+@pytest.mark.parametrize("launcher, target", [("joblib_local", "JoblibLauncher"),
+                                              ("slurm", "SlurmLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    with initialize_config_module("lightning_dnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
