@@ -122,7 +122,7 @@ class DNAS(nn.Module):
         self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
         self._norms = plan.norms
-        self._parameters = plan.parameters
+        self._sliced_tensors = plan.parameters  # (not `_parameters`: nn.Module's own)
         self._example = tuple(
             t.detach().clone() if isinstance(t, Tensor) else t for t in as_tuple(example_input)
         )
@@ -401,7 +401,7 @@ class DNAS(nn.Module):
     def _parameter_entries(self) -> dict[str, Any]:
         """Per-channel parameters read directly by the forward, with their kept channels."""
         entries: dict[str, Any] = {}
-        for name, (dim, layout) in self._parameters.items():
+        for name, (dim, layout) in self._sliced_tensors.items():
             keep = self._kept(layout)
             if keep is not None and self._exported(name):
                 owner, _, leaf = name.rpartition(".")

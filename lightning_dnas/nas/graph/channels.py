@@ -285,6 +285,9 @@ class _Analyser:
         # functional layer norm that could not be searched (their weights stay whole).
         self.parameter_uses: set[fx.Node] = set()
         self.whole_norms: set[str] = set()
+        # Values read from the shape of a tensor with channels: (its layout, whether the
+        # value is the whole shape rather than the channel count itself).
+        self.sizes: dict[fx.Node, tuple[Layout, bool]] = {}
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, size: int, frozen_reason: str | None = None) -> int:
@@ -397,6 +400,7 @@ class _Analyser:
             if layout is not None:
                 self.g.layouts[node] = layout
         self.check_sliced_tensors()
+        self.check_channel_counts()
         self.finish_refinements()
         for gid in self.g.parent:
             root = self.g.root(gid)
@@ -428,6 +432,42 @@ class _Analyser:
         for _node, target, layout in self.g.companions:
             if target in self.whole_norms:
                 self.freeze(self.expand(layout), f"`{target}` (a layer norm call not searched)")
+
+    def check_channel_counts(self) -> None:
+        """A channel count read from a tensor's shape changes when its channels are pruned:
+        it may only size a reshape of tensors carrying the same groups (``b, c, h, w =
+        x.shape; y.view(b, c, -1)``). Any other use (MaxViT's ``out.reshape(B, G, P, D)`` of
+        another group, ``d ** -0.5``) keeps the counted channels whole."""
+        for value, (source, whole) in self.sizes.items():
+            roots = [self.g.root(s.group) for s in self.expand(source).segments]
+            for user in value.users:
+                if whole and user in self.sizes:
+                    continue  # an index into the shape: checked as a value of its own
+                lay = self.layout(user)
+                if (op_name(user) in RESHAPES and lay is not None
+                        and [self.g.root(s.group) for s in lay.segments] == roots):  # fmt: skip
+                    continue
+                self.freeze(self.expand(source), f"`{value.name}` (channel count used by "
+                                                 f"`{user.name}`)")  # fmt: skip
+
+    def note_size(self, node: fx.Node, name: str, src: Layout | None) -> None:
+        """Record ``x.shape`` / ``x.size(d)`` / ``x.numel()`` / ``shape[i]`` values that
+        depend on the channel count of a tracked tensor."""
+        if name == "getitem":
+            source, _ = self.sizes[node.args[0]]
+            index = node.args[1]
+            rank = len(shape_of(source_node(node)) or ())
+            if not isinstance(index, int) or (rank and index % rank == source.dim):
+                self.sizes[node] = (source, False)
+            return
+        if src is None or (name == "getattr" and node.args[1] != "shape"):
+            return
+        dim = _arg(node, 1, "dim") if name == "size" else None
+        rank = len(shape_of(node.args[0]) or ())
+        if name in ("size", "getattr") and dim is None:
+            self.sizes[node] = (src, True)
+        elif name == "numel" or (rank and dim % rank == src.dim):
+            self.sizes[node] = (src, False)
 
     def companion(self, node: fx.Node, target: str, layout: Layout) -> None:
         """Record a module sliced on export with ``layout``; a module called twice has one
@@ -648,7 +688,8 @@ class _Analyser:
         src = self.layout(node.args[0]) if node.args else None
         if node.args and node.args[0] in self.g.pieces and name in ("getitem", "getattr"):
             return self.piece(node, name)
-        if name in NON_TENSOR:
+        if name in NON_TENSOR or (name == "getitem" and node.args[0] in self.sizes):
+            self.note_size(node, name, src)
             return None
         if name in ZERO_PRESERVING or name in NON_ZERO_PRESERVING:
             return src
@@ -943,6 +984,13 @@ class _Analyser:
             for a, b in zip(pieces[0], other, strict=True):
                 self.union(a.group, b.group)
         return [Layout(layout.dim, tuple(p)) for p in pieces]
+
+
+def source_node(node: fx.Node) -> fx.Node:
+    """The tensor whose shape an index into ``x.shape`` / ``x.size()`` reads."""
+    while node.op == "call_function" and op_name(node) == "getitem":
+        node = node.args[0]
+    return node.args[0]
 
 
 def _needed_cut(layout: Layout, width: int) -> tuple[Segment, int | None] | None:
