@@ -441,14 +441,14 @@ class _Analyser:
         for value, (source, whole) in self.sizes.items():
             roots = [self.g.root(s.group) for s in self.expand(source).segments]
             for user in value.users:
-                if whole and user in self.sizes:
-                    continue  # an index into the shape: checked as a value of its own
+                if whole and op_name(user) == "getitem":
+                    continue  # an index into the shape: the channel count is checked alone
                 lay = self.layout(user)
                 if (op_name(user) in RESHAPES and lay is not None
                         and [self.g.root(s.group) for s in lay.segments] == roots):  # fmt: skip
                     continue
-                self.freeze(self.expand(source), f"`{value.name}` (channel count used by "
-                                                 f"`{user.name}`)")  # fmt: skip
+                self.freeze(self.expand(source), f"`{value.name}` (channel count used "
+                                                 "outside a reshape of its channels)")  # fmt: skip
 
     def note_size(self, node: fx.Node, name: str, src: Layout | None) -> None:
         """Record ``x.shape`` / ``x.size(d)`` / ``x.numel()`` / ``shape[i]`` values that
@@ -460,7 +460,7 @@ class _Analyser:
             if not isinstance(index, int) or (rank and index % rank == source.dim):
                 self.sizes[node] = (source, False)
             return
-        if src is None or (name == "getattr" and node.args[1] != "shape"):
+        if src is None or name == "dim" or (name == "getattr" and node.args[1] != "shape"):
             return
         dim = _arg(node, 1, "dim") if name == "size" else None
         rank = len(shape_of(node.args[0]) or ())

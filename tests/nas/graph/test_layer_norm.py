@@ -149,3 +149,30 @@ def test_functional_layer_norm_on_foreign_parameters_freezes():
     with pytest.warns(UserWarning, match="layer_norm on other parameters.*of conv are kept"):
         search = assert_faithful(model, X)
     assert list(search.channel_masks) == ["down"]
+
+
+class HeadsOut(nn.Module):
+    """MaxViT's attention: the norm's channel count D sizes the reshape of another (frozen)
+    tensor, ``out.reshape(B, L, D)``: pruning the norm's channels would break it."""
+
+    def __init__(self, same: bool) -> None:
+        super().__init__()
+        self.same = same
+        self.embed, self.norm = nn.Linear(4, 6), nn.LayerNorm(6)
+        self.qkv, self.head, self.out = nn.Linear(6, 6), nn.Linear(6, 2), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.norm(self.embed(x))
+        b, length, d = h.shape
+        o = torch.special.expit(self.qkv(h))  # unknown to the analysis: qkv frozen
+        if self.same:
+            return self.head(h.reshape(b, length, d)) + self.out(o)
+        return self.head(h) + self.out(o.reshape(b, length, d))
+
+
+def test_channel_count_sizing_other_channels_freezes():
+    with pytest.warns(UserWarning, match=r"channel count used outside a reshape.*embed"):
+        search = assert_faithful(HeadsOut(same=False), torch.randn(2, 5, 4))
+    assert list(search.channel_masks) == []
+    same = assert_faithful(HeadsOut(same=True), torch.randn(2, 5, 4))
+    assert list(same.channel_masks) == ["embed"]
