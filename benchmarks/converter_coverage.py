@@ -149,25 +149,23 @@ CAUSES = [
     ),
     Cause(
         "layernorm",
-        r"^module LayerNorm$|^layer_norm$",
-        "LayerNorm (module or `F.layer_norm`) is not a supported norm",
-        "`NORM_TYPES` holds BatchNorm and InstanceNorm only; `nn.LayerNorm` (a leaf) goes to "
-        "`freeze_inputs` in `visit_module`, `F.layer_norm` (ConvNeXt's LayerNorm2d is traced "
-        "through) to the fallback of `visit_function`. Freezing is the correct conservative "
-        "answer today: LayerNorm's mean/variance run over the channel dim, so a masked (zero) "
-        "channel still counts in the statistics of the search network but is gone after export. "
-        "Missing feature: a MaskedLayerNorm normalising over the kept channels only (mean and "
-        "variance as masked sums / kept count, affine sliced at export). It freezes the whole "
-        "residual stream of every transformer-style model (ViT too, where the class-token cat "
-        "freezes it first, so the LayerNorms are not the ones warned about).",
-        "PIT(nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2)), torch.randn(2, 4))\n"
-        "# -> `_1` (module LayerNorm) ... output channels of 0 are kept whole",
+        r"over other dims than the channels$|^layer_norm$|^layer_norm on other parameters",
+        "LayerNorm over more than the channel dim, or `F.layer_norm` outside a LayerNorm",
+        "A LayerNorm over exactly the channel dim (channels last: `nn.LayerNorm`, or "
+        "`F.layer_norm` inside an `nn.LayerNorm` subclass on its own weight and bias, like "
+        "ConvNeXt's LayerNorm2d) is searched: computed over the kept channels in the search "
+        "network, sliced on export. Over more dims (`nn.LayerNorm([C, H, W])`), over a "
+        "non-channel dim, or a bare `F.layer_norm` in a user forward, it still freezes: its "
+        "statistics mix the channels and there is no module to slice.",
+        "PIT(nn.Sequential(nn.Conv2d(3, 8, 1), nn.LayerNorm([8, 4, 4]), nn.Conv2d(8, 2, 1)),\n"
+        "    torch.randn(2, 3, 4, 4))\n"
+        "# -> `_1` (module LayerNorm over other dims than the channels) ... 0 are kept whole",
     ),
     Cause(
         "fresh_dim1",
         r"^operands with channels on different dims$",
         "misleading reason: a constant built in the forward gets a layout on dim 1, even in "
-        "channels-last code",
+        "channels-last code (fixed: such tensors are now untracked; seeing it is a regression)",
         "The untracked fallback of `visit_function` gives a tensor made without tracked inputs "
         "(ViT's `class_token.expand(n, -1, -1)`) a new frozen group on dim 1 (`freeze_inputs` "
         "keeps the input's channel dim since this run). In channels-last code ([N, L, C] "
@@ -187,21 +185,35 @@ CAUSES = [
     ),
     Cause(
         "per_channel_param",
-        r"^per-channel constant operand$",
-        "per-channel parameters outside Conv/Linear/norm layers (layer scale) are not sliced",
-        "`binary` freezes a tracked operand combined with an untracked tensor that varies along "
-        "the channel dim (ConvNeXt's `layer_scale * block(x)`, a [C, 1, 1] Parameter read with "
-        "get_attr): correct today because `apply_arch`/`export` can only slice Conv, Linear and "
-        "norm layers, so the parameter would no longer broadcast. Missing feature: record "
-        "get_attr parameters that vary only along the channel dim as companions (like norms) "
-        "and slice them at export (a `mul` by them is zero-preserving).",
+        r"^per-channel constant operand$|^parameter also used elsewhere$",
+        "a per-channel constant that is not a tensor read with get_attr, or such a tensor "
+        "read elsewhere too",
+        "`binary` records a Parameter/buffer read directly (get_attr) and broadcast along the "
+        "channel dim (ConvNeXt's `layer_scale * y`, a learnable bias) to be sliced on export. "
+        "Anything else varying along the channels (a tensor computed in the forward, an "
+        "expanded or reshaped parameter) would keep its width after pruning, and a parameter "
+        "that other ops read too could not be cut for the elementwise op alone: frozen.",
         "class LS(nn.Module):\n"
         "    def __init__(s):\n"
         "        super().__init__(); s.conv = nn.Conv2d(3, 8, 1); s.head = nn.Conv2d(8, 2, 1)\n"
-        "        s.gamma = nn.Parameter(torch.ones(8, 1, 1))\n"
-        "    def forward(s, x): return s.head(s.gamma * s.conv(x))\n"
+        "        s.gamma = nn.Parameter(torch.ones(8))\n"
+        "    def forward(s, x): return s.head(s.gamma.view(8, 1, 1) * s.conv(x))\n"
         "PIT(LS(), torch.randn(2, 3, 8, 8))\n"
         "# -> `mul` (per-channel constant operand) ... output channels of conv kept whole",
+    ),
+    Cause(
+        "channel_count",
+        r"^channel count used outside a reshape of its channels$",
+        "a channel count read from a tensor's shape sizes another tensor",
+        "`B, G, P, D = x.shape` gives D, x's channel count, which shrinks when x's channels "
+        "are pruned. Used to reshape a tensor of the same groups it stays right; MaxViT's "
+        "attention reshapes its heads' output (frozen: the heads split the channel dim) with "
+        "it, `out.reshape(B, G, P, D)`, which would fail after pruning x: x's channels are "
+        "frozen. (Once its LayerNorms were searched, this crashed the export of maxvit_t, "
+        "caught by `export(check=True)`: the rule came with that change.)",
+        "# torchvision.models.maxvit_t(): `getitem_3` (channel count used outside a reshape\n"
+        "# of its channels)\n"
+        "# keeps each block's residual stream whole",
     ),
     Cause(
         "shuffle",
@@ -227,17 +239,15 @@ CAUSES = [
     ),
     Cause(
         "cat_token",
+        r"^cat with an unsearched operand along another dim$|"
         r"^cat with channels on different dims$",
-        "`cat` along a non-channel dim with an untracked operand (ViT class token)",
-        "`cat` gives an untracked operand a fresh layout *on the cat dim* "
-        "(`self.fresh(dim, shape[dim])`), assuming every cat is along channels. ViT concatenates "
-        "the class-token Parameter [1, 1, C] with the patch tokens [N, L, C] along dim 1 (tokens), "
-        "so the layouts end up on different dims and everything is frozen with a misleading "
-        "reason. Channels must still be frozen here (the class token is a per-channel parameter, "
-        "see 'per-channel parameters'), but the right rule is: for a cat along a non-channel "
-        "dim, untracked operands are per-channel constants on the tracked operands' channel dim "
-        "(freeze with that reason, or slice them once parameters can be sliced), and tracked "
-        "operands merge.",
+        "`cat` along the tokens with an unsearched operand (ViT class token)",
+        "ViT concatenates its class token (`class_token.expand(n, -1, -1)`, [N, 1, C]) with "
+        "the patch tokens [N, L, C] along dim 1. The expanded token keeps all C channels "
+        "while the patch tokens would be pruned, so the channels are frozen; the warning now "
+        "names this cat (it named an add 'with channels on different dims' before). Slicing "
+        "the token would need a rule for `expand` of a parameter. In ViT it changes nothing: "
+        "`nn.MultiheadAttention` (a leaf module) reads the residual stream whole anyway.",
         "class T(nn.Module):\n"
         "    def __init__(s):\n"
         "        super().__init__(); s.proj = nn.Conv2d(3, 8, 2, 2); s.fc = nn.Linear(8, 2)\n"
@@ -247,21 +257,21 @@ CAUSES = [
         "        t = torch.cat([s.cls.expand(t.shape[0], -1, -1), t], dim=1)\n"
         "        return s.fc(t[:, 0])\n"
         "PIT(T(), torch.randn(2, 3, 8, 8))\n"
-        "# -> `cat` (cat with channels on different dims) ... output channels of proj kept whole",
+        "# -> `cat` (cat with an unsearched operand along another dim) ... proj kept whole",
     ),
     Cause(
         "tv_wrapped",
         r"^_patch_merging_pad$|^_get_relative_position_bias$|"
         r"^shifted_window_attention$",
         "torchvision's fx-wrapped Swin helpers are opaque",
-        "`_patch_merging_pad` (pad H/W, four strided slices, cat on the channel dim: the "
-        "output is four copies of the input's segments) and `_get_relative_position_bias` "
-        "(indexes a per-head table) are `torch.fx.wrap`ped, so they are single unknown calls. "
-        "The freezes are correct for `_get_relative_position_bias` (its input is the per-head "
-        "output of `cpb_mlp.2`) and redundant for `_patch_merging_pad` (its output goes to a "
-        "LayerNorm). Missing rule (low value until LayerNorm is supported): a layout rule for "
-        "`_patch_merging_pad` (segments repeated 4 times).",
-        "# torchvision.models.swin_t(): `_patch_merging_pad` freezes features.2.reduction,\n"
+        "`shifted_window_attention`, `_patch_merging_pad` and `_get_relative_position_bias` "
+        "are `torch.fx.wrap`ped, so they are single unknown calls. Now that Swin's LayerNorms "
+        "are searched, `shifted_window_attention` is where each block's residual stream "
+        "freezes: correct, it reshapes q/k/v into heads (splitting the channel dim) and reads "
+        "the stream through its own qkv/proj weights passed as tensors. "
+        "`_get_relative_position_bias` (a per-head table indexed by the `cpb_mlp.2` output) "
+        "freezes that head-count output, also correctly.",
+        "# torchvision.models.swin_t(): `shifted_window_attention` freezes the residual stream,\n"
         "# swin_v2_t(): `_get_relative_position_bias` freezes features.N.M.attn.cpb_mlp.2",
     ),
     Cause(
@@ -394,7 +404,18 @@ them only through spurious warnings. googlenet and inception_v3 return a namedtu
 training mode, which froze (and named) their output layers; structured outputs now keep
 their fields' layouts and only the graph output fixes them, silently. Freezes of groups that
 were already frozen also warned again: convnext_tiny 42 warnings, swin_t 36, maxvit_t 83
-then; 22, 4, 26 now. Every model has the same searchable layers as in that run."""
+then; 22, 4, 26 now. Every model has the same searchable layers as in that run.
+
+The run before this one (engine at 523eba0) had 20 of 80 models with frozen regions. Since
+then LayerNorm over the channel dim is searched (computed over the kept channels, sliced on
+export) and per-channel parameters read directly (ConvNeXt's layer scale) are sliced on
+export: the 4 ConvNeXts have no frozen region left (convnext_tiny 18/59 searchable layers
+then, 58/59 now; convnext_base 36/113, 112/113 now), not bitwise equal at init any more
+(<= 9.4e-7: the masked LayerNorm computes its statistics with its own ops). MaxViT, Swin and
+ViT keep the same searchable layers: they freeze at their attention instead of at the
+LayerNorms (MaxViT: a channel count read from the normalised stream sizes the heads'
+output; Swin: the wrapped `shifted_window_attention`; ViT: the class-token cat), with
+reasons that now name it."""
 
 
 PATTERNS = """## Patterns: searched or frozen
@@ -415,15 +436,26 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   `tensor_split` at indices, `chunk` into unequal pieces, `unbind` of the channel dim):
   the sizes are hard-coded in the forward and would not fit a pruned width: the channels
   feeding it are frozen. On another dim every piece keeps the input's groups.
-- **LayerNorm / GroupNorm over channels** (ConvNeXt, Swin, ViT, channels-last blocks):
-  their statistics mix channels, so their channels are frozen (SPEC section 3; computing
-  them over kept channels only is not implemented). This freezes the residual stream of
-  ConvNeXt, Swin and ViT; the MLP hidden widths stay searched. BatchNorm/InstanceNorm are
-  masked companions, a per-channel PReLU is sliced on export (`test_norms.py`).
-- **Per-channel parameters used directly** (ConvNeXt layer scale `gamma * y`, ViT class
-  token and position embedding): not sliced by the converter; their channels are frozen
-  (`test_scalar_mul.py`). A scalar or a one-channel broadcast (`x * gate[N,1,H,W]`) keeps
-  the group.
+- **LayerNorm over the channel dim** (ConvNeXt, Swin, MaxViT; channels-last `nn.LayerNorm(C)`
+  and LayerNorm2d-style `F.layer_norm` inside an `nn.LayerNorm` subclass): searched. The
+  search network computes it over the kept channels only (masked mean and variance, output
+  masked; the mask gets gradients through the statistics), which is what the exported norm,
+  sliced to the kept channels, computes (`test_layer_norm.py`). Over more dims than the
+  channels, or a bare `F.layer_norm`, it freezes. LayerNorm parameters are not counted by the
+  cost models (like BatchNorm's).
+- **GroupNorm**: with one channel per group it is per-channel and searched like
+  InstanceNorm; with several channels per group (and `F.group_norm`) its statistics mix
+  channels: frozen (`test_norms.py`). BatchNorm/InstanceNorm are masked companions, a
+  per-channel PReLU is sliced on export.
+- **Per-channel parameters used directly** (ConvNeXt layer scale `gamma * y`, a learnable
+  bias `y + beta`, any Parameter/buffer read with get_attr and broadcast along the channel
+  dim by add/sub/mul/div): sliced on export (the module keeps its class; the arch spec lists
+  them under `parameters`). An add maps pruned zeros to `beta`, so the next mixing layer
+  re-masks its input (`test_layer_scale.py`). Also read elsewhere, or computed in the forward
+  (ViT's expanded class token): frozen (`test_scalar_mul.py`). A scalar or a one-channel
+  broadcast (`x * gate[N,1,H,W]`) keeps the group.
+- **Channel counts read from a shape** (`n, c, h, w = x.shape`): may size a reshape of
+  tensors with the same channel groups; used anywhere else they freeze the counted channels.
 - **Channel shuffle** (ShuffleNetV2 view-transpose-view): interleaves groups: frozen
   (`test_channel_shuffle.py`); the branches' inner widths stay searched.
 - **namedtuple / dict / tuple outputs** (GoogLeNet, Inception v3 in training mode): fields

@@ -8,7 +8,12 @@ Format (``"format": "lightning_dnas.arch/1"``)::
                                 "out": [kept output channels] | null,
                                 "taps": [kept kernel taps] | null,
                                 "out_channels": 12, "kernel_size": [3, 3], "dilation": [1, 1]},
-                 "features.1": {"type": "BatchNorm2d", "keep": [...] | null, ...}}}
+                 "features.1": {"type": "BatchNorm2d", "keep": [...] | null, ...}},
+     "parameters": {"stage.0.layer_scale": {"dim": 0, "keep": [...], "shape": [96, 1, 1]}}}
+
+``parameters`` (absent when empty) lists tensors that the network's forward reads directly
+and broadcasts along the channel dim (layer scale, a learnable bias): cut to ``keep`` along
+``dim``, ``shape`` being their shape before.
 
 ``null`` means "all kept". Export is ``apply_arch`` on a copy of the trained seed network,
 so a fresh seed network given the same spec has exactly the exported structure (and with the
@@ -19,9 +24,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
-from .pit.export import export_conv, export_linear, export_norm, export_prelu
+from .pit.export import (
+    export_conv,
+    export_group_norm,
+    export_layer_norm,
+    export_linear,
+    export_norm,
+    export_prelu,
+    slice_tensor,
+)
 from .supernet.module import SuperNetModule
 
 FORMAT = "lightning_dnas.arch/1"
@@ -37,8 +51,9 @@ def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Shrink ``model`` in place to the architecture ``spec`` (from ``search.arch()``) and
-    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy, then each
-    SuperNetModule by its chosen candidate, keeping the model's own class and forward."""
+    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy and each
+    listed parameter by its sliced copy, then each SuperNetModule by its chosen candidate,
+    keeping the model's own class and forward."""
     if spec.get("format") != FORMAT:
         raise ValueError(
             f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
@@ -56,6 +71,8 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
                 f"{entry['type']}: was the spec made for another seed network?"
             )
         set_submodule(model, name, _export_layer(layer, entry))
+    for name, entry in spec.get("parameters", {}).items():
+        _slice_parameter(model, name, entry)
     for name, choice in spec.get("choices", {}).items():
         module = model.get_submodule(name)
         if not isinstance(module, SuperNetModule):
@@ -67,6 +84,21 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     return model
 
 
+def _slice_parameter(model: nn.Module, name: str, entry: dict[str, Any]) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    try:
+        owner = model.get_submodule(owner_name)
+    except AttributeError as err:
+        raise ValueError(f"the architecture names parameter `{name}`, absent from "
+                         f"{type(model).__name__}") from err  # fmt: skip
+    tensor = getattr(owner, leaf, None)
+    if not isinstance(tensor, torch.Tensor) or list(tensor.shape) != entry["shape"]:
+        found = None if tensor is None else list(getattr(tensor, "shape", []))
+        raise ValueError(f"parameter `{name}` has shape {found} but the architecture expects "
+                         f"{entry['shape']}: was the spec made for another seed network?")
+    setattr(owner, leaf, slice_tensor(tensor, entry["dim"], entry["keep"]))
+
+
 def _export_layer(layer: nn.Module, entry: dict[str, Any]) -> nn.Module:
     if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return export_conv(layer, entry.get("in"), entry.get("out"), entry.get("taps"))
@@ -74,6 +106,10 @@ def _export_layer(layer: nn.Module, entry: dict[str, Any]) -> nn.Module:
         return export_linear(layer, entry.get("in"), entry.get("out"))
     if isinstance(layer, _NORMS):
         return export_norm(layer, entry.get("keep"))
+    if isinstance(layer, nn.GroupNorm):
+        return export_group_norm(layer, entry.get("keep"))
+    if isinstance(layer, nn.LayerNorm):
+        return export_layer_norm(layer, entry.get("keep"))
     if isinstance(layer, nn.PReLU):
         return export_prelu(layer, entry.get("keep"))
     raise ValueError(f"cannot shrink a {type(layer).__name__}")

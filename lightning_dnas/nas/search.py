@@ -18,7 +18,7 @@ from .cost.models import CostModel, LayerShape, as_tensor, resolve_costs
 from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
-from .pit.layers import MaskedBatchNorm, MaskedConv, MaskedLinear
+from .pit.layers import MaskedBatchNorm, MaskedConv, MaskedLayerNorm, MaskedLinear
 from .pit.masks import THRESHOLD, MaskBank, TapMask
 from .supernet.module import SuperNetModule, icv_loss, set_softmax, set_temperature
 
@@ -97,7 +97,7 @@ class DNAS(nn.Module):
         leaf_names = [n for n, m in net.named_modules() if n and _matches(n, m, leaves)]
         gm = trace(net, leaf_types, leaf_names, expand_choices=search_choices)
         propagate_shapes(gm, example_input)
-        cg = analyse(gm, searchable)
+        cg = analyse(gm, net, searchable)
         if not train_channels:
             cg.frozen.update(cg.root(g) for g in cg.parent)
         tap_masks: dict[str, TapMask] = {}
@@ -122,6 +122,7 @@ class DNAS(nn.Module):
         self._taps = plan.taps  # by layer name; the same modules as tap_masks
         self._graph = cg
         self._norms = plan.norms
+        self._sliced_tensors = plan.parameters  # (not `_parameters`: nn.Module's own)
         self._example = tuple(
             t.detach().clone() if isinstance(t, Tensor) else t for t in as_tuple(example_input)
         )
@@ -393,7 +394,22 @@ class DNAS(nn.Module):
                                  "num_features": len(keep)}  # fmt: skip
         chosen = {n: {"index": c.argmax(), "name": c.names[c.argmax()]}
                   for n, c in self.choices.items()}  # fmt: skip
-        return {"format": FORMAT, "method": self.method, "choices": chosen, "modules": modules}
+        spec = {"format": FORMAT, "method": self.method, "choices": chosen, "modules": modules}
+        parameters = self._parameter_entries()
+        if parameters:
+            spec["parameters"] = parameters
+        return spec
+
+    def _parameter_entries(self) -> dict[str, Any]:
+        """Per-channel parameters read directly by the forward, with their kept channels."""
+        entries: dict[str, Any] = {}
+        for name, (dim, layout) in self._sliced_tensors.items():
+            keep = self._kept(layout)
+            if keep is not None and self._exported(name):
+                owner, _, leaf = name.rpartition(".")
+                shape = list(getattr(self.net.get_submodule(owner), leaf).shape)
+                entries[name] = {"dim": dim, "keep": keep, "shape": shape}
+        return entries
 
     def layer_widths(self) -> list[dict[str, Any]]:
         """One row per convolution and linear layer the export keeps (first call of each,
@@ -581,7 +597,7 @@ def _choices(net: nn.Module) -> dict[str, SuperNetModule]:
 def unwrap(net: nn.Module) -> nn.Module:
     """Replace every masked layer of ``net`` by the plain layer it wraps (in place)."""
     for name, module in list(net.named_modules()):
-        if isinstance(module, (MaskedConv, MaskedLinear, MaskedBatchNorm)):
+        if isinstance(module, (MaskedConv, MaskedLinear, MaskedBatchNorm, MaskedLayerNorm)):
             set_submodule(net, name, module.layer)
     return net
 

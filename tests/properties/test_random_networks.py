@@ -114,6 +114,25 @@ class ChannelsLast(nn.Module):
         return x + y.permute(0, 3, 1, 2)
 
 
+class ChannelsLastNorm(nn.Module):
+    """ConvNeXt-style: depthwise conv, permute, LayerNorm over the channels, MLP, a
+    per-channel layer scale (or learnable bias), permute back, residual."""
+
+    def __init__(self, c: int, hidden: int, affine: bool, shift: bool) -> None:
+        super().__init__()
+        self.shift = shift
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.norm = nn.LayerNorm(c, elementwise_affine=affine)
+        self.up, self.down = nn.Linear(c, hidden), nn.Linear(hidden, c)
+        self.gamma = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+
+    def forward(self, x):
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        y = self.down(nn.functional.gelu(self.up(y))).permute(0, 3, 1, 2)
+        # + gamma maps pruned zeros to gamma: the next mixing layer must re-mask them
+        return x + (y + self.gamma if self.shift else self.gamma * y)
+
+
 @st.composite
 def networks(draw):
     c = draw(st.integers(2, 6))
@@ -121,7 +140,7 @@ def networks(draw):
     layers: list[nn.Module] = [ConvBlock(3, c, 3, draw(st.booleans()), draw(st.booleans()))]
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped", "chunk",
-                                     "channels_last"]))  # fmt: skip
+                                     "channels_last", "layer_norm"]))  # fmt: skip
         if kind == "conv":
             nxt = draw(st.integers(2, 6))
             layers.append(ConvBlock(cin, nxt, draw(st.sampled_from([1, 3])),
@@ -151,6 +170,9 @@ def networks(draw):
             cin = block.out_channels
         elif kind == "channels_last":
             layers.append(ChannelsLast(cin, draw(st.integers(2, 6))))
+        elif kind == "layer_norm":
+            layers.append(ChannelsLastNorm(cin, draw(st.integers(2, 6)), draw(st.booleans()),
+                                           draw(st.booleans())))  # fmt: skip
         else:
             layers.append(Gate(cin))
     if draw(st.booleans()):

@@ -11,7 +11,11 @@ group; add/sub/mul of same-channel tensors merge groups; ``cat`` on the channel 
 concatenates segments; flatten/view/reshape keeping the batch dim multiplies ``rep``;
 ``chunk`` on the channel dim into equal pieces slices the segments, cutting (*refining*) a
 group in two where a piece boundary falls inside it, and ties the pieces to one mask;
-namedtuple outputs and split results keep their pieces' layouts. Whatever is not
+namedtuple outputs and split results keep their pieces' layouts. A LayerNorm over exactly
+the channel (last) dim and a per-channel GroupNorm are companions (computed over the kept
+channels, sliced on export), as is a Parameter/buffer read with get_attr that an elementwise
+add/sub/mul/div broadcasts along the channel dim (layer scale, a learnable bias: sliced on
+export). Whatever is not
 understood freezes the groups flowing into it (kept whole) and is reported once, naming the
 node; groups kept whole anyway (graph input/output, excluded layers) are not reported.
 """
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
@@ -80,6 +85,10 @@ class ChannelGraph:
     """Result of :func:`analyse`: layouts per node, layer calls, norms (companions), the
     choice_mix node of each expanded SuperNetModule, groups and their merges/freezes.
 
+    ``companions`` are the norms/PReLUs (and the module owning a functional layer norm) on
+    searched channels, ``(node, module name, layout)``; ``parameters`` the tensors read with
+    get_attr that an elementwise op broadcasts along the channel dim, ``{dotted name: (dim
+    of the tensor holding channels, layout)}``: both are sliced on export.
     ``pieces`` holds the layouts inside tuple-valued nodes (the pieces of a split/chunk,
     the fields of a namedtuple), None for an untracked piece. ``fixed`` lists groups that
     are kept whole whatever happens elsewhere (graph input/output, excluded layers): a
@@ -90,6 +99,7 @@ class ChannelGraph:
     pieces: dict[fx.Node, list[Layout | None]] = field(default_factory=dict)
     layers: list[LayerCall] = field(default_factory=list)
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
+    parameters: dict[str, tuple[int, Layout]] = field(default_factory=dict)
     choices: dict[str, fx.Node] = field(default_factory=dict)
     group_size: dict[int, int] = field(default_factory=dict)
     group_unit: dict[int, int] = field(default_factory=dict)
@@ -121,6 +131,8 @@ class ChannelGraph:
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+# Modules whose own tensors the export slices: a get_attr of theirs is not a free parameter.
+_SLICED_TYPES = (*CONV_TYPES, nn.Linear, *NORM_TYPES, nn.GroupNorm, nn.LayerNorm, nn.PReLU)
 POOL_TYPES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
@@ -212,6 +224,14 @@ def is_channel_prelu(module: nn.Module) -> bool:
     return type(module) is nn.PReLU and module.num_parameters > 1
 
 
+def is_channel_norm(module: nn.Module) -> bool:
+    """A norm whose statistics never mix channels (BatchNorm, InstanceNorm, a GroupNorm with
+    one channel per group): a per-channel companion on dim 1."""
+    if isinstance(module, nn.GroupNorm):
+        return module.num_groups == module.num_channels
+    return isinstance(module, NORM_TYPES)
+
+
 def is_namedtuple(target: Any) -> bool:
     """Whether a call_function target builds a namedtuple (a model's structured output)."""
     return isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields")
@@ -246,10 +266,13 @@ def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
 
 class _Analyser:
     def __init__(
-        self, gm: fx.GraphModule, searchable: Callable[[str, nn.Module], bool]
-    ) -> None:
+        self, gm: fx.GraphModule, searchable: Callable[[str, nn.Module], bool],
+        root: nn.Module,
+    ) -> None:  # fmt: skip
         self.gm = gm
-        self.modules = dict(gm.named_modules())
+        # The traced network's own modules: ``gm`` holds only its call targets, with plain
+        # placeholders for the owners of get_attr tensors (a LayerNorm2d traced through).
+        self.modules = dict(root.named_modules())
         self.searchable_layer = searchable
         self.g = ChannelGraph()
         self.producer_layout: dict[str, Layout] = {}
@@ -258,6 +281,13 @@ class _Analyser:
         # A refined group is replaced by two groups: (id, size) of its head and its tail.
         self.refined: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
         self.fields: dict[fx.Node, tuple[str, ...]] = {}
+        # The elementwise ops reading a per-channel parameter, and the modules owning a
+        # functional layer norm that could not be searched (their weights stay whole).
+        self.parameter_uses: set[fx.Node] = set()
+        self.whole_norms: set[str] = set()
+        # Values read from the shape of a tensor with channels: (its layout, whether the
+        # value is the whole shape rather than the channel count itself).
+        self.sizes: dict[fx.Node, tuple[Layout, bool]] = {}
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, size: int, frozen_reason: str | None = None) -> int:
@@ -369,6 +399,8 @@ class _Analyser:
             layout = self.visit(node)
             if layout is not None:
                 self.g.layouts[node] = layout
+        self.check_sliced_tensors()
+        self.check_channel_counts()
         self.finish_refinements()
         for gid in self.g.parent:
             root = self.g.root(gid)
@@ -384,8 +416,68 @@ class _Analyser:
         for lc in g.layers:
             lc.in_layout, lc.out_layout = self.expand(lc.in_layout), self.expand(lc.out_layout)
         g.companions = [(n, t, self.expand(lay)) for n, t, lay in g.companions]
+        g.parameters = {t: (d, self.expand(lay)) for t, (d, lay) in g.parameters.items()}
         g.freeze_events = [(r, self.expand_groups(gs)) for r, gs in g.freeze_events]
         g.fixed = set(self.expand_groups(sorted(g.fixed)))
+
+    def check_sliced_tensors(self) -> None:
+        """Freeze the channels of tensors the export would slice but whose every use is not
+        understood: a per-channel parameter read by anything else than the elementwise ops
+        that recorded it, a layer norm module with a call that could not be searched."""
+        for target, (_dim, layout) in self.g.parameters.items():
+            users = {u for n in self.gm.graph.nodes if n.op == "get_attr" and n.target == target
+                     for u in n.users}  # fmt: skip
+            if not users <= self.parameter_uses:
+                self.freeze(self.expand(layout), f"`{target}` (parameter also used elsewhere)")
+        for _node, target, layout in self.g.companions:
+            if target in self.whole_norms:
+                self.freeze(self.expand(layout), f"`{target}` (a layer norm call not searched)")
+
+    def check_channel_counts(self) -> None:
+        """A channel count read from a tensor's shape changes when its channels are pruned:
+        it may only size a reshape of tensors carrying the same groups (``b, c, h, w =
+        x.shape; y.view(b, c, -1)``). Any other use (MaxViT's ``out.reshape(B, G, P, D)`` of
+        another group, ``d ** -0.5``) keeps the counted channels whole."""
+        for value, (source, whole) in self.sizes.items():
+            roots = [self.g.root(s.group) for s in self.expand(source).segments]
+            for user in value.users:
+                if whole and op_name(user) == "getitem":
+                    continue  # an index into the shape: the channel count is checked alone
+                lay = self.layout(user)
+                if (op_name(user) in RESHAPES and lay is not None
+                        and [self.g.root(s.group) for s in lay.segments] == roots):  # fmt: skip
+                    continue
+                self.freeze(self.expand(source), f"`{value.name}` (channel count used "
+                                                 "outside a reshape of its channels)")  # fmt: skip
+
+    def note_size(self, node: fx.Node, name: str, src: Layout | None) -> None:
+        """Record ``x.shape`` / ``x.size(d)`` / ``x.numel()`` / ``shape[i]`` values that
+        depend on the channel count of a tracked tensor."""
+        if name == "getitem":
+            source, _ = self.sizes[node.args[0]]
+            index = node.args[1]
+            rank = len(shape_of(source_node(node)) or ())
+            if not isinstance(index, int) or (rank and index % rank == source.dim):
+                self.sizes[node] = (source, False)
+            return
+        if src is None or name == "dim" or (name == "getattr" and node.args[1] != "shape"):
+            return
+        dim = _arg(node, 1, "dim") if name == "size" else None
+        rank = len(shape_of(node.args[0]) or ())
+        if name in ("size", "getattr") and dim is None:
+            self.sizes[node] = (src, True)
+        elif name == "numel" or (rank and dim % rank == src.dim):
+            self.sizes[node] = (src, False)
+
+    def companion(self, node: fx.Node, target: str, layout: Layout) -> None:
+        """Record a module sliced on export with ``layout``; a module called twice has one
+        set of parameters, so its calls must keep the same channels."""
+        for _n, other, known in self.g.companions:
+            if other == target:
+                self.merge([self.expand(known), layout.with_dim(known.dim)],
+                           f"`{node.name}` (shared module inputs differ)")  # fmt: skip
+                break
+        self.g.companions.append((node, target, layout))
 
     def layout(self, arg: Any) -> Layout | None:
         return self.expand(self.g.layouts.get(arg)) if isinstance(arg, fx.Node) else None
@@ -453,16 +545,18 @@ class _Analyser:
             return self.conv(node, target, module, src)
         if isinstance(module, nn.Linear):
             return self.linear(node, target, module, src)
-        if isinstance(module, NORM_TYPES):
+        if is_channel_norm(module):
             if src is None:
                 return None
             if src.dim != 1:
                 self.freeze(src, f"`{node.name}` (normalisation over a non-channel dim)")
                 return src
-            self.g.companions.append((node, target, src))
+            self.companion(node, target, src)
             return src
+        if type(module) is nn.LayerNorm:  # a subclass may compute anything: frozen below
+            return self.layer_norm(node, target, module.normalized_shape, src, "module LayerNorm")
         if is_channel_prelu(module) and src is not None and src.dim == 1:
-            self.g.companions.append((node, target, src))
+            self.companion(node, target, src)
             return src
         fn = module_function(module)
         if fn is not None:
@@ -474,6 +568,38 @@ class _Analyser:
         if isinstance(module, PAD_TYPES):
             return self.pad(node, src, len(module.padding) // 2)
         return self.freeze_inputs(node, f"module {type(module).__name__}")
+
+    def layer_norm(
+        self, node: fx.Node, target: str, shape: Any, src: Layout | None, what: str
+    ) -> Layout | None:
+        """A layer norm over exactly the channel dim, which must be the last one: searched
+        (computed over the kept channels, sliced on export); over more dims, frozen."""
+        if src is None:
+            return None
+        rank = len(shape_of(node) or ())
+        if src.dim != rank - 1 or tuple(shape) != (src.width,):
+            self.whole_norms.add(target)
+            return self.freeze_inputs(node, f"{what} over other dims than the channels")
+        self.companion(node, target, src)
+        return src
+
+    def functional_layer_norm(self, node: fx.Node, src: Layout | None) -> Layout | None:
+        """``F.layer_norm`` inside the forward of an ``nn.LayerNorm`` subclass on that
+        module's own weight and bias (ConvNeXt's LayerNorm2d: permute, layer_norm, permute):
+        the module is masked and sliced like a LayerNorm; any other call is frozen."""
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = next(reversed(stack.values()))[0] if stack else ""
+        module = self.modules.get(owner)
+        if src is None or not isinstance(module, nn.LayerNorm):
+            return self.freeze_inputs(node, "layer_norm")
+        for index, attr in ((2, "weight"), (3, "bias")):
+            arg, own = _arg(node, index, attr), getattr(module, attr)
+            expected = None if own is None else f"{owner}.{attr}"
+            if (arg.target if isinstance(arg, fx.Node) and arg.op == "get_attr" else arg) != (
+                    expected):  # fmt: skip
+                self.whole_norms.add(owner)
+                return self.freeze_inputs(node, "layer_norm on other parameters than its module's")
+        return self.layer_norm(node, owner, _arg(node, 1, "normalized_shape"), src, "layer_norm")
 
     def spatial_only(self, node: fx.Node, src: Layout | None, what: str) -> Layout | None:
         if src is None:
@@ -562,12 +688,15 @@ class _Analyser:
         src = self.layout(node.args[0]) if node.args else None
         if node.args and node.args[0] in self.g.pieces and name in ("getitem", "getattr"):
             return self.piece(node, name)
-        if name in NON_TENSOR:
+        if name in NON_TENSOR or (name == "getitem" and node.args[0] in self.sizes):
+            self.note_size(node, name, src)
             return None
         if name in ZERO_PRESERVING or name in NON_ZERO_PRESERVING:
             return src
         if name in BINARY:
             return self.binary(node, name)
+        if name == "layer_norm":
+            return self.functional_layer_norm(node, src)
         if name == "cat":
             return self.cat(node)
         if name in RESHAPES:
@@ -586,8 +715,9 @@ class _Analyser:
         if name in SPLITS:
             return self.split(node, name, src)
         if src is None and not any(self.tracked(a) for a in _nodes_in((node.args, node.kwargs))):
-            out = shape_of(node)
-            return self.fresh(1, out[1]) if out is not None and len(out) >= 2 else None
+            # Made without searched channels (a constant, ``class_token.expand(n, -1, -1)``):
+            # untracked; where it meets searched channels, binary/cat name the reason.
+            return None
         return self.freeze_inputs(node, name)
 
     def binary(self, node: fx.Node, name: str) -> Layout | None:
@@ -623,9 +753,35 @@ class _Analyser:
             if shape is None or self.layout(arg) is not None:
                 continue
             offset = dim - (rank - len(shape))
-            if 0 <= offset < len(shape) and shape[offset] > 1:
+            if 0 <= offset < len(shape) and shape[offset] > 1 and not self.channel_parameter(
+                    node, arg, offset, tracked[0]):  # fmt: skip
                 self.freeze(tracked[0], f"`{node.name}` (per-channel constant operand)")
         return self.merge(tracked, f"`{node.name}` (operands with different channel groups)")
+
+    def channel_parameter(self, node: fx.Node, arg: Any, dim: int, layout: Layout) -> bool:
+        """Record ``arg``, a get_attr of a Parameter/buffer whose dim ``dim`` holds the
+        channels of ``layout`` (ConvNeXt's layer scale ``gamma[C, 1, 1] * y``, a learnable
+        bias), to be sliced on export; False if it is anything else."""
+        if not isinstance(arg, fx.Node) or arg.op != "get_attr":
+            return False
+        target = str(arg.target)
+        owner, _, leaf = target.rpartition(".")
+        module = self.modules.get(owner)
+        if module is None or isinstance(module, _SLICED_TYPES):
+            return False  # a layer's own weight: sliced with the layer, not on its own
+        tensor = getattr(module, leaf, None)
+        if not isinstance(tensor, torch.Tensor) or tensor.shape[dim] != layout.width:
+            return False
+        known = self.g.parameters.get(target)
+        if known is not None and known[0] != dim:
+            return False
+        if known is not None:
+            reason = f"`{node.name}` (a parameter shared by different channel groups)"
+            self.merge([self.expand(known[1]), layout.with_dim(known[1].dim)], reason)
+        else:
+            self.g.parameters[target] = (dim, layout)
+        self.parameter_uses.add(node)
+        return True
 
     def binary_all(self, node: fx.Node, args: list[Any]) -> Layout | None:
         layouts = [self.layout(a) for a in args]
@@ -642,20 +798,25 @@ class _Analyser:
             return self.freeze_inputs(node, "cat of a tuple value")
         dim = _arg(node, 1, "dim", 0)
         dim = dim % len(out_shape)
-        layouts = []
-        for t in tensors:
-            lay = self.layout(t)
-            if lay is None:
-                shape = shape_of(t)
-                if shape is None:
-                    return self.freeze_inputs(node, "cat of non-tensors")
-                lay = self.fresh(dim, shape[dim])
-            layouts.append(lay)
-        if all(lay.dim == dim for lay in layouts):
+        shapes = [shape_of(t) for t in tensors]
+        if any(shape is None for shape in shapes):
+            return self.freeze_inputs(node, "cat of non-tensors")
+        tracked = [lay for t in tensors if (lay := self.layout(t)) is not None]
+        if not tracked:
+            return None
+        if len({lay.dim for lay in tracked}) > 1:
+            return self.freeze_inputs(node, "cat with channels on different dims")
+        if tracked[0].dim == dim:  # along channels: segments concatenate
+            layouts = [self.layout(t) or self.fresh(dim, shape[dim])
+                       for t, shape in zip(tensors, shapes, strict=True)]  # fmt: skip
             return Layout(dim, tuple(s for lay in layouts for s in lay.segments))
-        if len({lay.dim for lay in layouts}) == 1:
-            return self.merge(layouts, f"`{node.name}` (cat of different channel groups)")
-        return self.freeze_inputs(node, "cat with channels on different dims")
+        out = self.merge(tracked, f"`{node.name}` (cat of different channel groups)")
+        # Along another dim (tokens): an untracked operand with the channel dim (ViT's class
+        # token) would keep its full width while the others are pruned.
+        if any(self.layout(t) is None and shape[out.dim] > 1
+               for t, shape in zip(tensors, shapes, strict=True)):  # fmt: skip
+            self.freeze(out, f"`{node.name}` (cat with an unsearched operand along another dim)")
+        return out
 
     def reshape(self, node: fx.Node, src: Layout | None) -> Layout | None:
         if src is None:
@@ -825,6 +986,13 @@ class _Analyser:
         return [Layout(layout.dim, tuple(p)) for p in pieces]
 
 
+def source_node(node: fx.Node) -> fx.Node:
+    """The tensor whose shape an index into ``x.shape`` / ``x.size()`` reads."""
+    while node.op == "call_function" and op_name(node) == "getitem":
+        node = node.args[0]
+    return node.args[0]
+
+
 def _needed_cut(layout: Layout, width: int) -> tuple[Segment, int | None] | None:
     """The first segment of ``layout`` that a cut inside it must refine so that all pieces
     of ``width`` features have their segment boundaries at the same relative offsets, with
@@ -872,12 +1040,14 @@ def map_reshape(
 
 
 def analyse(
-    gm: fx.GraphModule, searchable: Callable[[str, nn.Module], bool] = lambda n, m: True
+    gm: fx.GraphModule, root: nn.Module,
+    searchable: Callable[[str, nn.Module], bool] = lambda n, m: True,
 ) -> ChannelGraph:
     """Channel layouts of every node of a shape-propagated GraphModule.
 
     ``searchable(name, module)`` says whether a Conv/Linear layer's own output channels may
-    be searched (False for excluded layers: their group is frozen, silently).
+    be searched (False for excluded layers: their group is frozen, silently). ``root`` is
+    the traced network (``gm``'s module names are its own).
     """
-    return _Analyser(gm, searchable).run()
+    return _Analyser(gm, searchable, root).run()
 

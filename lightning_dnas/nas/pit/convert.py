@@ -2,7 +2,8 @@
 
 Decides where each channel group's mask is applied (folded into the norm right after a
 layer, else into the layer's weights), folds detached masks into every other norm that
-sees searchable channels, and gives a channel-mixing layer a detached input mask only
+sees searchable channels (a LayerNorm over the channels is computed over the kept ones,
+with a mask that gets gradients), and gives a channel-mixing layer a detached input mask only
 where it would otherwise read a non-zero value on a pruned channel. All of it is done by
 swapping layers *in the network's own module tree*, so its forward (and any
 SuperNetModule in it) runs unchanged.
@@ -18,7 +19,6 @@ from ..arch import set_submodule
 from ..graph.channels import (
     BINARY,
     NON_TENSOR,
-    NORM_TYPES,
     PAD_TYPES,
     POOL_FUNCTIONS,
     POOL_TYPES,
@@ -28,12 +28,13 @@ from ..graph.channels import (
     ChannelGraph,
     LayerCall,
     Layout,
+    is_channel_norm,
     is_channel_prelu,
     module_function,
     op_name,
 )
 from ..graph.trace import choice_mix
-from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLinear
+from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLayerNorm, MaskedLinear
 from .masks import ChannelMask, TapMask
 
 _ZERO_SHAPE_OPS = RESHAPES | REDUCTIONS | POOL_FUNCTIONS | {"permute", "transpose", "getitem"}
@@ -41,11 +42,13 @@ _ZERO_SHAPE_OPS = RESHAPES | REDUCTIONS | POOL_FUNCTIONS | {"permute", "transpos
 
 @dataclass
 class SearchPlan:
-    """What the conversion built: masks by group root, tap masks by layer, masked norms."""
+    """What the conversion built: masks by group root, tap masks by layer, masked norms
+    (and PReLUs), per-channel parameters sliced on export ``{name: (dim, layout)}``."""
 
     masks: dict[int, ChannelMask] = field(default_factory=dict)
     taps: dict[str, TapMask] = field(default_factory=dict)
     norms: dict[str, Layout] = field(default_factory=dict)
+    parameters: dict[str, tuple[int, Layout]] = field(default_factory=dict)
     input_masks: list[str] = field(default_factory=list)
 
 
@@ -63,7 +66,7 @@ class _Converter:
         self, gm: fx.GraphModule, cg: ChannelGraph, plan: SearchPlan, root: nn.Module
     ) -> None:
         self.gm, self.cg, self.plan, self.root = gm, cg, plan, root
-        self.modules = dict(gm.named_modules())
+        self.modules = dict(root.named_modules())  # gm lacks the owners of get_attr tensors
         self.by_name: dict[str, list[LayerCall]] = {}
         for lc in cg.layers:
             self.by_name.setdefault(lc.name, []).append(lc)
@@ -85,7 +88,7 @@ class _Converter:
             users = list(lc.node.users)
             if len(users) != 1 or users[0].op != "call_module":
                 return False
-            if not isinstance(self.modules[str(users[0].target)], NORM_TYPES):
+            if not is_channel_norm(self.modules[str(users[0].target)]):
                 return False
         return True
 
@@ -172,10 +175,19 @@ class _Converter:
         for _node, name, layout in self.cg.companions:
             if self.cg.searchable(layout) and name not in self.plan.norms:
                 self.plan.norms[name] = layout
-                if is_channel_prelu(self.modules[name]):
+                module = self.modules[name]
+                if is_channel_prelu(module):
                     continue  # prelu(0) = 0: only sliced on export, no mask needed
+                if isinstance(module, nn.LayerNorm):
+                    # Its statistics depend on which channels are kept: the mask's gradient
+                    # flows through them (SPEC section 3), not only through the mask point.
+                    vec = self.vector(layout, detach=False)
+                    set_submodule(self.root, name, MaskedLayerNorm(module, vec))
+                    continue
                 vec = self.vector(layout, detach=name not in self.grad_norms)
-                set_submodule(self.root, name, MaskedBatchNorm(self.modules[name], vec))
+                set_submodule(self.root, name, MaskedBatchNorm(module, vec))
+        self.plan.parameters = {name: (dim, layout) for name, (dim, layout)
+                                in self.cg.parameters.items() if self.cg.searchable(layout)}
 
 
 def build_search_network(

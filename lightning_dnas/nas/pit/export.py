@@ -6,6 +6,7 @@ re-initialises) into a fresh module of the same type.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Sequence
 
@@ -143,3 +144,45 @@ def export_prelu(prelu: nn.PReLU, keep: Keep) -> nn.PReLU:
         new.weight.copy_(w[idx])
     new.train(prelu.training)
     return new
+
+
+def export_group_norm(norm: nn.GroupNorm, keep: Keep) -> nn.GroupNorm:
+    """Slice a GroupNorm with one channel per group to channels ``keep`` (trained affine)."""
+    if norm.num_groups != norm.num_channels:
+        raise ValueError("only a GroupNorm with one channel per group can be sliced")
+    w = norm.weight.detach() if norm.weight is not None else None
+    idx = _index(keep, norm.num_channels, w.device if w is not None else torch.device("cpu"))
+    new = nn.GroupNorm(len(idx), len(idx), eps=norm.eps, affine=norm.affine)
+    if w is not None:
+        new.to(device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            new.weight.copy_(w[idx])
+            new.bias.copy_(norm.bias.detach()[idx])
+    new.train(norm.training)
+    return new
+
+
+def export_layer_norm(norm: nn.LayerNorm, keep: Keep) -> nn.LayerNorm:
+    """Slice a LayerNorm over one (channel) dim to channels ``keep``: a copy of the module
+    (a subclass such as LayerNorm2d keeps its class and forward) with ``normalized_shape``,
+    weight and bias cut to the kept channels."""
+    if len(norm.normalized_shape) != 1:
+        raise ValueError("only a LayerNorm over one dim can be sliced")
+    new = copy.deepcopy(norm)
+    idx = _index(keep, norm.normalized_shape[0], torch.device("cpu"))
+    new.normalized_shape = (len(idx),)
+    for name in ("weight", "bias"):
+        param = getattr(norm, name)
+        if param is not None:
+            setattr(new, name, nn.Parameter(param.detach()[idx.to(param.device)].clone(),
+                                            requires_grad=param.requires_grad))  # fmt: skip
+    return new
+
+
+def slice_tensor(tensor: torch.Tensor, dim: int, keep: Keep) -> torch.Tensor:
+    """``tensor`` cut to the indices ``keep`` along ``dim``; a Parameter stays a Parameter
+    (trained values, same ``requires_grad``)."""
+    out = tensor.detach().index_select(dim, _index(keep, tensor.shape[dim], tensor.device))
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(out, requires_grad=tensor.requires_grad)
+    return out

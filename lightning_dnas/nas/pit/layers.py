@@ -6,6 +6,9 @@ into parameters (O(channels) or O(weights)) instead of multiplying feature maps.
   the same gradients for ``g``, ``b`` and ``m``.
 * ``conv -> * mask`` (no BN after it) is a conv with ``W * m`` and ``b * m``.
 * Conv1d time taps are masked as ``W * tap_mask`` along the kernel axis.
+* A LayerNorm over the channels mixes them (mean and variance): it is computed over the
+  kept channels only, as its exported (sliced) copy computes it; the one masked layer that
+  needs extra passes over its feature map.
 
 Every masked layer keeps the user's module as ``.layer`` (same parameters, same state_dict entries
 under that prefix), so training the search network trains the original weights.
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from .masks import ChannelMask, TapMask
 
@@ -129,21 +133,24 @@ class MaskedLinear(nn.Module):
 
 
 class MaskedBatchNorm(nn.Module):
-    """A BatchNorm/InstanceNorm whose affine parameters are multiplied by a channel mask, so
-    that pruned channels read exactly zero after it; running statistics are the wrapped
-    module's and are updated exactly as it would update them."""
+    """A BatchNorm/InstanceNorm/per-channel GroupNorm whose affine parameters are multiplied
+    by a channel mask, so that pruned channels read exactly zero after it; running
+    statistics are the wrapped module's and are updated exactly as it would update them."""
 
     def __init__(self, layer: nn.Module, mask: ChannelVector):
         super().__init__()
         self.layer = layer
         self._mask = mask
         self._instance = isinstance(layer, nn.modules.instancenorm._InstanceNorm)
+        self._group = isinstance(layer, nn.GroupNorm)
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self.layer
         m = self._mask(x)
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
+        if self._group:
+            return F.group_norm(x, bn.num_groups, weight, bias, bn.eps)
         if self._instance:
             return F.instance_norm(
                 x, bn.running_mean, bn.running_var, weight, bias,
@@ -163,3 +170,60 @@ class MaskedBatchNorm(nn.Module):
             bn.running_var if stats_running else None,
             weight, bias, use_batch, factor, bn.eps,
         )  # fmt: skip
+
+
+def kept_layer_norm(
+    x: Tensor, m: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+) -> Tensor:
+    """Layer norm over the last dim restricted to the channels where the binary mask ``m``
+    is 1, zero on the others: ``((x - mean) / sqrt(var + eps) * w + b) * m`` with
+    ``mean = sum(m x) / sum(m)``, ``var = sum(m (x - mean)^2) / sum(m)``. Equals the sliced
+    LayerNorm on the kept channels; the mask gets gradients through the statistics and the
+    output (STE). The sums are matrix-vector products: no masked copy of ``x``."""
+    kept = m.sum()
+    mean = (x @ m).unsqueeze(-1) / kept
+    centred = x - mean
+    var = ((centred * centred) @ m).unsqueeze(-1) / kept
+    scale = m if weight is None else weight * m  # O(channels): folded, not a feature-map pass
+    normed = centred * torch.rsqrt(var + eps)
+    return normed * scale if bias is None else torch.addcmul(bias * m, normed, scale)
+
+
+class _KeptChannelsMode(TorchFunctionMode):
+    """Turns the ``F.layer_norm`` calls on ``norm``'s own weight into
+    :func:`kept_layer_norm` while ``norm``'s forward runs (its forward may permute around
+    the call, as torchvision's LayerNorm2d does)."""
+
+    def __init__(self, norm: nn.LayerNorm, mask: Tensor) -> None:
+        super().__init__()
+        self.norm, self.mask = norm, mask
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.layer_norm:
+            return func(*args, **kwargs)
+        names = ("input", "normalized_shape", "weight", "bias", "eps")
+        call = dict(zip(names, args, strict=False)) | kwargs
+        weight, bias = call.get("weight"), call.get("bias")
+        if weight is not self.norm.weight or bias is not self.norm.bias:
+            # The analysis saw only calls on the module's own parameters: anything else
+            # would be computed over all channels and no longer match the export.
+            raise RuntimeError(f"{type(self.norm).__name__} called F.layer_norm on other "
+                               "parameters than its own during the search")  # fmt: skip
+        return kept_layer_norm(call["input"], self.mask, weight, bias, call.get("eps", 1e-5))
+
+
+class MaskedLayerNorm(nn.Module):
+    """A LayerNorm (or a subclass calling ``F.layer_norm`` on its own parameters, like
+    torchvision's LayerNorm2d) over the channel dim, computed over the kept channels only
+    (:func:`kept_layer_norm`), so that it equals its exported, sliced copy. The wrapped
+    module's forward runs unchanged; its mask is not detached."""
+
+    def __init__(self, layer: nn.LayerNorm, mask: ChannelVector):
+        super().__init__()
+        self.layer = layer
+        self._mask = mask
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        with _KeptChannelsMode(self.layer, self._mask(args[0])):
+            return self.layer(*args, **kwargs)

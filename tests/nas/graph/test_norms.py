@@ -1,8 +1,10 @@
 """Norms and PReLU after searched channels.
 
-BatchNorm/InstanceNorm are per-channel companions (masked at search, sliced on export);
-a per-channel PReLU is sliced on export. GroupNorm and LayerNorm over channels mix the
-channels' statistics: their groups are frozen (SPEC section 3), with one warning.
+BatchNorm/InstanceNorm and a GroupNorm with one channel per group are per-channel
+companions (masked at search, sliced on export); a per-channel PReLU is sliced on export.
+A GroupNorm with several channels per group, a LayerNorm over more than the channel dim and
+``F.group_norm`` mix the channels' statistics: their groups are frozen (SPEC section 3),
+with one warning. (A LayerNorm over exactly the channels: test_layer_norm.py.)
 """
 
 import pytest
@@ -21,8 +23,10 @@ def block(norm: nn.Module, act: nn.Module | None = None) -> nn.Module:
 
 @pytest.mark.parametrize("norm", [
     nn.BatchNorm2d(8), nn.InstanceNorm2d(8, affine=True), nn.InstanceNorm2d(8),
-    nn.InstanceNorm2d(8, affine=True, track_running_stats=True),
-], ids=["batch", "instance_affine", "instance", "instance_running"])  # fmt: skip
+    nn.InstanceNorm2d(8, affine=True, track_running_stats=True), nn.GroupNorm(8, 8),
+    nn.GroupNorm(8, 8, affine=False),
+], ids=["batch", "instance_affine", "instance", "instance_running", "group_per_channel",
+        "group_per_channel_no_affine"])  # fmt: skip
 def test_per_channel_norms_are_sliced_companions(norm):
     search = assert_faithful(block(norm), X)
     assert set(search.channel_masks) == {"0", "3"}
@@ -40,8 +44,8 @@ def test_prelu_is_kept_searchable(num):
         assert torch.equal(exported[2].weight, trained[keep])
 
 
-@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 8), nn.GroupNorm(8, 8), nn.LayerNorm([8, 6, 6])],
-                         ids=["group", "group_per_channel", "layer"])  # fmt: skip
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 8), nn.LayerNorm([8, 6, 6])],
+                         ids=["group", "layer"])  # fmt: skip
 def test_channel_mixing_norms_freeze_their_group(norm):
     with pytest.warns(UserWarning, match=f"module {type(norm).__name__}.*channels of 0 are kept"):
         search = assert_faithful(block(norm), X)

@@ -31,10 +31,9 @@ def test_channels_last_block_is_searched():
     assert set(search.channel_masks) == {"stem/0", "up"}  # stem and down share the residual
 
 
-def test_layer_norm_over_channels_last_freezes_the_residual_stream():
-    with pytest.warns(UserWarning, match=r"`norm` \(module LayerNorm\).*down, stem.0"):
-        search = assert_faithful(ChannelsLast(norm=True), X)
-    assert set(search.channel_masks) == {"up"}  # the hidden width of the MLP stays searched
+def test_layer_norm_over_channels_last_keeps_the_residual_stream_searched():
+    search = assert_faithful(ChannelsLast(norm=True), X)
+    assert set(search.channel_masks) == {"stem/0", "up"}  # computed over the kept channels
 
 
 class ChannelsLastUnknown(nn.Module):
