@@ -18,7 +18,8 @@ variant. Peak memory: each variant runs a few steps in its own subprocess, which
 peak-RSS mark (``/proc/self/clear_refs``, Linux) after building the model and batch and
 reports the growth of the peak (``VmHWM``) over the resident size at that point.
 
-Usage: ``python benchmarks/supernet_hard_step.py [--rounds 8] [--steps-per-round 4]``
+Usage: ``python benchmarks/supernet_hard_step.py [--rounds 8] [--steps-per-round 4]
+[--channels-last]`` (the last puts every variant, the reference too, in channels_last).
 """
 
 from __future__ import annotations
@@ -62,11 +63,15 @@ class PlainSum(nn.Module):
         return out
 
 
-def make_step(variant: str) -> Callable[[], None]:
-    """Build model, batch and optimizers; return a closure doing one training step."""
+def make_step(variant: str, channels_last: bool = False) -> Callable[[], None]:
+    """Build model, batch and optimizers; return a closure doing one training step
+    (``channels_last``: network and batch in that memory format, for every variant)."""
     torch.manual_seed(0)
     net = DSCNNSuperNet().train()
     x = torch.randn(BATCH, *INPUT)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, CLASSES, (BATCH,))
     if variant == "reference":
         for name, module in list(net.named_modules()):
@@ -103,12 +108,12 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def measure_memory(variant: str, steps: int) -> None:
+def measure_memory(variant: str, steps: int, channels_last: bool) -> None:
     """Subprocess entry: build ``variant``, reset the peak mark, run ``steps`` steps,
     print the peak-RSS growth in KiB."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    step = make_step(variant)
+    step = make_step(variant, channels_last)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     base = _status_kib("VmRSS")
@@ -117,10 +122,11 @@ def measure_memory(variant: str, steps: int) -> None:
     print(_status_kib("VmHWM") - base)
 
 
-def peak_rss_kib(variant: str, steps: int) -> int:
+def peak_rss_kib(variant: str, steps: int, channels_last: bool) -> int:
     """Run :func:`measure_memory` in a fresh interpreter; return its peak growth (KiB)."""
     out = subprocess.run(
-        [sys.executable, __file__, "--mem", variant, "--mem-steps", str(steps)],
+        [sys.executable, __file__, "--mem", variant, "--mem-steps", str(steps),
+         *(["--channels-last"] if channels_last else [])],
         check=True,
         capture_output=True,
         text=True,
@@ -136,14 +142,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mem", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--mem-steps", type=int, default=5, help=argparse.SUPPRESS)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="every variant (the reference too) in channels_last memory format")
     args = parser.parse_args()
     if args.mem:
-        measure_memory(args.mem, args.mem_steps)
+        measure_memory(args.mem, args.mem_steps, args.channels_last)
         return
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    steps = {v: make_step(v) for v in VARIANTS}
+    steps = {v: make_step(v, args.channels_last) for v in VARIANTS}
     for v in VARIANTS:
         for _ in range(args.warmup):
             steps[v]()
@@ -156,11 +164,12 @@ def main() -> None:
                 times[v].append(time.perf_counter() - t0)
 
     ref_ms = statistics.median(times["reference"]) * 1e3
-    mems = {v: peak_rss_kib(v, args.mem_steps) for v in VARIANTS}
+    mems = {v: peak_rss_kib(v, args.mem_steps, args.channels_last) for v in VARIANTS}
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
         f"input {INPUT}, {len(times['reference'])} steps per variant "
         f"({args.rounds} interleaved rounds x {args.steps_per_round})"
+        + (", channels_last" if args.channels_last else "")
     )
     print(f"{'variant':<18}{'median ms':>10}{'x ref':>8}{'peak RSS growth MiB':>22}{'x ref':>8}")
     for v in VARIANTS:
