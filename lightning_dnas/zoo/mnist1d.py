@@ -70,7 +70,7 @@ class Mnist1dTCN(nn.Module):
         return self.classifier(self.blocks(x).mean(dim=-1))
 
 
-class Mnist1dSuperNet(nn.Module):
+class Mnist1dSuperNet(Mnist1dTCN):
     """:class:`Mnist1dTCN` whose blocks after the first are SuperNet choices: the seed of
     the embedded cascade (SuperNet search, then PIT search of widths, taps and dilations).
 
@@ -94,21 +94,12 @@ class Mnist1dSuperNet(nn.Module):
         small_kernel: int = 3,
         in_channels: int = 1,
     ) -> None:
-        super().__init__()
-        dilations = [1] * num_layers if dilations is None else list(dilations)
-        if len(dilations) != num_layers:
-            raise ValueError(f"{len(dilations)} dilations given for {num_layers} layers")
-        first = CausalConvBlock(in_channels, channels, kernel_size, dilations[0])
-        blocks: list[nn.Module] = [first]
-        for d in dilations[1:]:
-            blocks.append(SuperNetModule({
-                f"conv_k{kernel_size}": CausalConvBlock(channels, channels, kernel_size, d),
+        super().__init__(num_classes, channels, num_layers, kernel_size, dilations, in_channels)
+        for i in range(1, num_layers):
+            seed_block = self.blocks[i]
+            d = seed_block.conv.dilation[0]
+            self.blocks[i] = SuperNetModule({
+                f"conv_k{kernel_size}": seed_block,
                 f"conv_k{small_kernel}": CausalConvBlock(channels, channels, small_kernel, d),
                 "identity": nn.Identity(),
-            }))  # fmt: skip
-        self.blocks = nn.Sequential(*blocks)
-        self.classifier = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, in_channels, L) -> (N, num_classes)`` logits."""
-        return self.classifier(self.blocks(x).mean(dim=-1))
+            })  # fmt: skip
