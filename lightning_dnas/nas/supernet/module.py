@@ -30,6 +30,80 @@ EVAL_MODES: tuple[str, ...] = ("argmax", "soft")
 """Valid values of :attr:`SuperNetModule.eval_mode`."""
 
 
+def _promoted(ys: Sequence[Tensor]) -> torch.dtype:
+    """The dtype of ``sum_i theta_i * y_i``: the promotion of the outputs' dtypes."""
+    dtype = ys[0].dtype
+    for y in ys[1:]:
+        dtype = torch.promote_types(dtype, y.dtype)
+    return dtype
+
+
+def _theta_grad(grad: Tensor, ys: Sequence[Tensor]) -> Tensor:
+    """``(<grad, y_i>)_i``: one dot product per candidate, accumulated in float32 at least
+    (low-precision dots over a whole feature map would lose the gradient)."""
+    acc = torch.promote_types(grad.dtype, torch.float32)
+    flat = grad.reshape(-1).to(acc)
+    return torch.stack([torch.dot(flat, y.reshape(-1).to(acc)) for y in ys])
+
+
+class _SoftMix(torch.autograd.Function):
+    """``sum_i theta_i * y_i`` with fewer passes over the feature maps than the
+    product-and-sum autograd graph: the forward accumulates ``out += theta_i * y_i`` in
+    place (one pass per candidate), the backward gives ``theta_i`` the dot product
+    ``<g, y_i>`` (no product tensor, no separate reduction) and ``y_i`` the gradient
+    ``theta_i * g``."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: Tensor, *ys: Tensor) -> Tensor:
+        """Return ``sum_i theta_i * ys[i]``; keep ``theta`` and the outputs for backward."""
+        # 0-dim weights (not Python floats): no device synchronisation on accelerators;
+        # the result has the promoted dtype of the outputs, as the plain sum would (under
+        # autocast an Identity candidate returns float32 beside bfloat16 convolutions).
+        out = (ys[0] * theta[0]).to(_promoted(ys))
+        for i in range(1, len(ys)):
+            out.addcmul_(ys[i], theta[i])
+        ctx.save_for_backward(theta, *ys)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """``(<grad, y_i>)_i`` for ``theta``; ``theta_i * grad`` for each output."""
+        theta, *ys = ctx.saved_tensors
+        grads = [grad * theta[i] if ctx.needs_input_grad[1 + i] else None
+                 for i in range(len(ys))]  # fmt: skip
+        return (_theta_grad(grad, ys), *grads)
+
+
+class _HardMix(torch.autograd.Function):
+    """``sum_i theta_i * y_i`` for the exactly one-hot ``theta`` of the hard modes
+    (:func:`~lightning_dnas.nas.supernet.combiner.mixing_weights` returns ``one_hot + (soft
+    - soft.detach())``, whose forward value is exactly one-hot).
+
+    Forward: a copy of ``y_selected`` (in the outputs' promoted dtype), which is what
+    ``1 * y_selected + sum 0 * y_i`` gives (for finite outputs). Backward: ``theta_i`` gets
+    its straight-through gradient ``<g, y_i>`` as one dot product per candidate (no product
+    tensor, no reduction pass), the selected output gets ``g * theta_selected = g``. Same
+    function and gradients as the sum of products (up to the summation order of the dot
+    products), in about a quarter of the passes over the feature maps.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, theta: Tensor, selected: int, *ys: Tensor) -> Tensor:
+        """Return a copy of ``ys[selected]``; keep every output for the backward."""
+        ctx.selected = selected
+        ctx.save_for_backward(*ys)
+        return ys[selected].to(_promoted(ys), copy=True)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """``(<grad, y_i>)_i`` for ``theta``; ``grad`` for the selected output."""
+        ys = ctx.saved_tensors
+        grads: list[Tensor | None] = [None] * len(ys)
+        if ctx.needs_input_grad[2 + ctx.selected]:
+            grads[ctx.selected] = grad
+        return (_theta_grad(grad, ys), None, *grads)
+
+
 def _used_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
     """The parameters a candidate's forward uses: its own, and those its layers borrow
     (a layer may expose ``borrowed_parameters()``, e.g. PIT tap masks kept outside the
@@ -264,10 +338,15 @@ class SuperNetModule(nn.Module):
                     y = m(x)
                 # detach: nn.Identity returns x itself, still attached to the graph
                 outputs.append(y.detach() if isinstance(y, Tensor) else y)
-        return self._mix(theta.unbind(), outputs)
+        self._check_shapes(outputs)
+        return _HardMix.apply(theta, selected, *outputs)
 
     def _mix(self, weights: Sequence[Tensor], outputs: list[Tensor]) -> Tensor:
         """``sum_i weights[i] * outputs[i]`` after checking that all shapes agree."""
+        self._check_shapes(outputs)
+        return _SoftMix.apply(torch.stack(list(weights)), *outputs)
+
+    def _check_shapes(self, outputs: list[Any]) -> None:
         shapes = [tuple(y.shape) if isinstance(y, Tensor) else None for y in outputs]
         if None in shapes or any(s != shapes[0] for s in shapes):
             listing = ", ".join(
@@ -278,10 +357,6 @@ class SuperNetModule(nn.Module):
                 "SuperNetModule candidates must all return tensors of the same shape; "
                 f"got {listing}"
             )
-        out = weights[0] * outputs[0]
-        for w, y in zip(weights[1:], outputs[1:], strict=True):
-            out = out + w * y
-        return out
 
     def __getstate__(self) -> dict[str, Any]:
         """Copy/pickle state with ``last_theta`` detached: a tensor still attached to the

@@ -447,3 +447,52 @@ def test_fx_trace_with_supernet_as_leaf() -> None:
     gm.eval()
     x = x_input()
     torch.testing.assert_close(gm(x), model(x))
+
+
+@pytest.mark.parametrize("mode", ["softmax", "gumbel"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_soft_mix_equals_the_product_sum_and_its_gradients(mode: str, dtype) -> None:
+    """The fused mixing (one in-place accumulation pass, dot-product gradients for theta)
+    computes the plain ``sum_i theta_i * y_i`` and its gradients; an in-place ReLU after the
+    module is allowed, as with the plain sum."""
+    torch.manual_seed(3)
+    fused = make_supernet(softmax=mode, temperature=0.7)
+    with torch.no_grad():
+        fused.alpha.copy_(torch.randn(4))
+    plain = copy.deepcopy(fused)
+    x = x_input(1)
+
+    def plain_forward(m: SuperNetModule, inp: Tensor) -> Tensor:
+        theta = m.theta()
+        ys = [m.candidates[n](inp) for n in m.names]
+        return sum(t * y for t, y in zip(theta, ys, strict=True))
+
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        torch.manual_seed(5)
+        out_fused = F.relu(fused(x), inplace=True)
+        torch.manual_seed(5)
+        out_plain = F.relu(plain_forward(plain, x), inplace=True)
+    assert out_fused.dtype == out_plain.dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(out_fused, out_plain, atol=tol, rtol=tol)
+    out_fused.float().square().mean().backward()
+    out_plain.float().square().mean().backward()
+    for (name, p_f), (_, p_p) in zip(fused.named_parameters(), plain.named_parameters(),
+                                     strict=True):
+        torch.testing.assert_close(p_f.grad, p_p.grad, atol=tol, rtol=tol, msg=name)
+
+
+@pytest.mark.parametrize("mode", HARD_MODES)
+def test_hard_mix_under_autocast_keeps_the_plain_sums_dtype(mode: str) -> None:
+    """An Identity candidate returns float32 beside bfloat16 convolutions under autocast:
+    the mixture is float32, as ``sum_i theta_i * y_i`` would be, whichever is selected."""
+    torch.manual_seed(0)
+    m = make_supernet(softmax=mode)
+    for index in range(len(m.names)):
+        with torch.no_grad():
+            m.alpha.copy_(torch.nn.functional.one_hot(torch.tensor(index), 4).float() * 50)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x_input(0))
+        assert out.dtype == torch.float32
+        out.sum().backward()
+        assert m.alpha.grad is not None
