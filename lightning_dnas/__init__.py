@@ -1,5 +1,12 @@
 """lightning_dnas: differentiable neural architecture search (PIT, SuperNet) for TinyML.
 
+In a Lightning fit (docs/CALLBACK.md)::
+
+    dnas = DNASCallback("pit", cost="params", strength=1e-6, warmup_epochs=5,
+                        search_epochs=20, finetune_epochs=10)   # or stages=cascade_stages(...)
+    Trainer(callbacks=[dnas]).fit(module, data); dnas.exported  # the found network
+    restore(module_or_seed_network, "any.ckpt")                 # any checkpoint of such a fit
+
 Engine (pure PyTorch)::
 
     search = PIT(model, example_input=x, cost="params")      # convert
