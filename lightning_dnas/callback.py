@@ -166,6 +166,7 @@ class DNASCallback(Callback):
         self.search: DNAS | None = None
         self.arch_optimizer: torch.optim.Optimizer | None = None
         self._keeper: StructureKeeper | None = None
+        self._fit_ready = False
         self._example: Any = None
         self._stage = 0
         self._stage_start = 0
@@ -185,24 +186,43 @@ class DNASCallback(Callback):
         return self.stages[self._stage]
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Find the network and the example input, check the configuration, convert."""
-        if stage != "fit" or self._keeper is not None:
+        """``fit``: find the network and the example input, check the configuration,
+        convert. ``validate``/``test``/``predict`` (before any fit): only attach the
+        structure hooks, so that ``ckpt_path=`` of any stage of a DNAS fit loads."""
+        if stage != "fit":
+            if self._keeper is None:
+                self._attach_keeper(pl_module, self.example_input
+                                    if self.example_input is not None
+                                    else pl_module.example_input_array)  # fmt: skip
+            return
+        if self._fit_ready:
             return
         self._check_options()
+        self._example = self._find_example(trainer, pl_module)
+        self._check_epochs(trainer)
+        self._check_precision(trainer, pl_module)
+        if self._keeper is None:
+            self._attach_keeper(pl_module, self._example)
+        else:  # attached by an earlier validate/test: now with the fit's example input
+            self._keeper.example = self._example
+            self._keeper.structure.example = example_record(self._example)
+        self._run_after_early_stopping(trainer)
+        self._enter(trainer, pl_module, 0, initial=True)
+        self._fit_ready = True
+
+    def _attach_keeper(self, pl_module: LightningModule, example: Any) -> None:
+        """Record the seed network and attach the hooks that keep the network's structure
+        in the module's ``state_dict`` and rebuild it from a loaded one."""
         self.network = self.network or _find_network(pl_module)
         net = pl_module.get_submodule(self.network)
         if isinstance(net, DNAS):
             raise MisconfigurationException(f"`{self.network}` is already a search network; "
                                             "give DNASCallback the seed network")  # fmt: skip
-        self._example = self._find_example(trainer, pl_module)
-        self._check_epochs(trainer)
-        self._check_precision(trainer, pl_module)
-        structure = NetworkStructure(self.network, example=example_record(self._example))
-        self._keeper = StructureKeeper(copy.deepcopy(net), structure, self._example,
-                                       self._cost_arg, self._adopt)  # fmt: skip
+        record = {} if example is None else example_record(example)
+        structure = NetworkStructure(self.network, example=record)
+        self._keeper = StructureKeeper(copy.deepcopy(net), structure, example, self._cost_arg,
+                                       self._adopt)  # fmt: skip
         self._keeper.attach(pl_module)
-        self._run_after_early_stopping(trainer)
-        self._enter(trainer, pl_module, 0, initial=True)
 
     def _run_after_early_stopping(self, trainer: Trainer) -> None:
         """Move this callback after every EarlyStopping, so that its ``on_train_epoch_end``

@@ -130,7 +130,8 @@ class StructureKeeper:
     loaded ``state_dict`` before the weights are copied.
 
     ``seed`` is an untrained copy of the seed network (structure only matters), ``example``
-    the example input for conversions, ``cost`` the cost given to rebuilt search wrappers,
+    the example input for conversions (``None``: zeros of the checkpoint's recorded
+    example shape), ``cost`` the cost given to rebuilt search wrappers,
     ``on_rebuild`` an optional function called with the new network.
     """
 
@@ -151,7 +152,9 @@ class StructureKeeper:
 
     def rebuild(self, owner: nn.Module, structure: NetworkStructure) -> nn.Module:
         """Replace the network inside ``owner`` by a fresh one of ``structure``."""
-        net = build_network(self.seed, structure, self.example, self.cost)
+        example = self.example if self.example is not None else example_from_record(
+            structure.example)  # fmt: skip
+        net = build_network(self.seed, structure, example, self.cost)
         set_submodule(owner, structure.network, net)
         self.structure = structure
         if self.on_rebuild is not None:

@@ -81,3 +81,23 @@ def test_restore_loads_any_checkpoint_without_the_callback(uninterrupted, epoch)
     module.eval(), net.eval()
     with torch.no_grad():
         assert torch.equal(module.net(x), net(x))
+
+
+@pytest.mark.parametrize("epoch", [2, 5, 6])
+def test_trainer_test_loads_any_checkpoint_with_the_callback_attached(uninterrupted, epoch):
+    """``Trainer.test(ckpt_path=...)`` in a fresh process-like setting (new module, new
+    callback, no fit): the callback attaches the structure hooks in ``setup("test")``, the
+    checkpoint rebuilds its structure (search wrapper or exported network) and loads."""
+    path, _, _ = uninterrupted
+    ckpt = path / f"epoch={epoch}.ckpt"
+    module = Classifier(TinySuperNet(channels=8))
+    dnas = DNASCallback(stages=STAGES, export_dir=False)
+    trainer = L.Trainer(callbacks=[dnas], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    _, val = loaders(batch_size=16, n=96)
+    trainer.validate(module, val, ckpt_path=ckpt, verbose=False)
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    for key, value in module.state_dict().items():
+        if key.startswith("net."):
+            assert torch.equal(value, state[key]), key
+    assert isinstance(module.net, DNAS) == (epoch in (2, 5))
