@@ -300,12 +300,8 @@ def test_only_unreadable_results_is_an_error(tmp_path):
         analyse([tmp_path / "missing"])
 
 
-def test_wandb_offline(sweep_a, tmp_path, monkeypatch):
+def test_wandb_offline(sweep_a, tmp_path, wandb_offline):
     wandb = pytest.importorskip("wandb")
-    for var, sub in [("WANDB_CONFIG_DIR", "cfg"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_DATA_DIR", "data")]:  # fmt: skip
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setenv("WANDB_MODE", "offline")
     report = analyse([sweep_a])
     paths = write_outputs(report, tmp_path / "out", wandb=True, project="p", group="sweep_a")
     run_dir = paths["wandb"]

@@ -17,13 +17,6 @@ from .test_train import TINY
 wandb = pytest.importorskip("wandb")
 
 
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    return tmp_path
 
 
 def _runs(root: Path):
@@ -31,10 +24,10 @@ def _runs(root: Path):
     return {p.parent.parent.name: read_run(p) for p in root.glob("**/wandb/offline-run-*")}
 
 
-def test_one_wandb_run_per_app_run_with_config_metrics_and_summary(offline):
-    run_dir = offline / "run"
+def test_one_wandb_run_per_app_run_with_config_metrics_and_summary(wandb_offline):
+    run_dir = wandb_offline / "run"
     main([*TINY, "method=pit", "logger=wandb", f"hydra.run.dir={run_dir}",
-          f"cache_dir={offline / 'cache'}"])
+          f"cache_dir={wandb_offline / 'cache'}"])
     result = RunResult.load(run_dir / "results.json")
     runs = _runs(run_dir)
     assert len(runs) == 1, "every phase, the fine-tune and the reference log into one run"
@@ -47,10 +40,10 @@ def test_one_wandb_run_per_app_run_with_config_metrics_and_summary(offline):
     assert logged.summary["reference/params"] == result.reference.params
 
 
-def test_multirun_jobs_share_a_group_and_get_their_own_runs(offline):
-    sweep = offline / "sweep"
+def test_multirun_jobs_share_a_group_and_get_their_own_runs(wandb_offline):
+    sweep = wandb_offline / "sweep"
     main(["-m", *TINY, "method=pit", "logger=wandb", "method.strength=1e-6,1e-4",
-          f"hydra.sweep.dir={sweep}", f"cache_dir={offline / 'cache'}"])
+          f"hydra.sweep.dir={sweep}", f"cache_dir={wandb_offline / 'cache'}"])
     runs = _runs(sweep)
     assert len(runs) == 2
     groups = set()

@@ -24,16 +24,6 @@ wandb = pytest.importorskip("wandb")
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402  (after the skip on purpose)
 
 
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Offline, silent W&B whose artifact staging stays inside ``tmp_path``."""
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    return tmp_path
-
-
 def _fit(save_dir: Path, net: torch.nn.Module, callback: DNASCallback) -> Path:
     """One fit with a WandbLogger, finished with ``wandb.finish()`` as the app does between
     multirun jobs; returns the run directory."""
@@ -61,12 +51,12 @@ def _staged(artifact: ArtifactRecord) -> dict[str, Path]:
     return {e.path: Path(e.local_path) for e in artifact.manifest.contents}
 
 
-def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(offline):
+def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(wandb_offline):
     torch.manual_seed(0)
     cb = DNASCallback(stages=cascade_stages(supernet=2, pit=1, finetune=1,
                                             intermediate_finetune=1),
                       icv=0.1, temperature=2.0, export_dir=False)  # fmt: skip
-    [run] = _read(_fit(offline, TinySuperNet(), cb))
+    [run] = _read(_fit(wandb_offline, TinySuperNet(), cb))
     search_steps = 3 * 6  # 2 SuperNet + 1 PIT search epochs of 96 samples in batches of 16
 
     # Per step: the regulariser, the soft cost and (with choices) ICV, in search stages only.
@@ -114,12 +104,12 @@ def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(offline):
     assert run.summary["dnas/reg_step"] == reg[-1]
 
 
-def test_wandb_finish_between_fits_starts_a_clean_run(offline):
-    one = _fit(offline / "a", TinyTCN(), DNASCallback(search_epochs=1, finetune_epochs=1,
+def test_wandb_finish_between_fits_starts_a_clean_run(wandb_offline):
+    one = _fit(wandb_offline / "a", TinyTCN(), DNASCallback(search_epochs=1, finetune_epochs=1,
                                                       export_dir=False))  # fmt: skip
     cb = DNASCallback(search_epochs=1, finetune_epochs=1, cost={"params": "params",
                       "macs": "macs"}, strength={"params": 1e-6}, export_dir=False)  # fmt: skip
-    first, second = _read(one, _fit(offline / "b", TinyTCN(), cb))
+    first, second = _read(one, _fit(wandb_offline / "b", TinyTCN(), cb))
     assert first.root != second.root
     assert "dnas/soft_macs_step" not in first.summary
     assert len(second.series("dnas/soft_macs_step")) == 6
