@@ -83,7 +83,12 @@ def image_transforms(
     """uint8 image -> float32 in [0, 1] -> per-channel normalisation; with ``augment``,
     first a random affine map (rotation up to ``degrees``, shift up to ``translate`` of
     the size, zoom ``scale``) and a random horizontal flip (``hflip``)."""
-    from torchvision.transforms import v2
+    try:  # the optional `vision` extra: only the image data modules need it
+        from torchvision.transforms import v2
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "the CIFAR-10 and VWW data modules need torchvision: pip install "
+            "'lightning_dnas[vision]' (or torchvision matching your torch)") from err
 
     steps: list[Callable[[Tensor], Tensor]] = []
     if augment:
