@@ -4,6 +4,7 @@ and the feature-cache helpers."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,16 @@ def load_or_build(path: Path, build: Callable[[], dict[str, Any]]) -> dict[str, 
     torch.save(data, tmp)
     tmp.replace(path)
     return data
+
+
+def require(module: str, extra: str, needed_by: str) -> Any:
+    """Import the optional dependency ``module``, or fail naming the extra that installs it
+    (``pip install 'lightning_dnas[<extra>]'``) and what needs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(f"{needed_by} need {module.split('.')[0]}: pip install "
+                                  f"'lightning_dnas[{extra}]'") from err  # fmt: skip
 
 
 class BaseDataModule(L.LightningDataModule):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._base import BaseDataModule, DatasetNotFoundError, split_indices
+from ._base import BaseDataModule, DatasetNotFoundError, require, split_indices
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -83,12 +83,7 @@ def image_transforms(
     """uint8 image -> float32 in [0, 1] -> per-channel normalisation; with ``augment``,
     first a random affine map (rotation up to ``degrees``, shift up to ``translate`` of
     the size, zoom ``scale``) and a random horizontal flip (``hflip``)."""
-    try:  # the optional `vision` extra: only the image data modules need it
-        from torchvision.transforms import v2
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "the CIFAR-10 and VWW data modules need torchvision: pip install "
-            "'lightning_dnas[vision]' (or torchvision matching your torch)") from err
+    v2 = require("torchvision.transforms.v2", "vision", "the CIFAR-10 and VWW data modules")
 
     steps: list[Callable[[Tensor], Tensor]] = []
     if augment:

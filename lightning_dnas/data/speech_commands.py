@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ._base import BaseDataModule, DatasetNotFoundError, cache_key, load_or_build
+from ._base import BaseDataModule, DatasetNotFoundError, cache_key, load_or_build, require
 
 SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 #: The ten target words, in label order (labels 0..9).
@@ -70,8 +70,9 @@ def mfcc_features(waveforms: np.ndarray, params: MFCCParams) -> np.ndarray:
     spectrograms are computed for the whole batch at once; the dB floor is applied clip by
     clip (``librosa.feature.mfcc`` on a batch would take the maximum over the batch).
     """
-    import librosa
     import scipy.fft
+
+    librosa = require("librosa", "audio", "the KWS and ToyCar features")
 
     mel = librosa.feature.melspectrogram(
         y=np.asarray(waveforms, dtype=np.float32),
@@ -94,7 +95,7 @@ def read_wav(path: Path, sample_rate: int) -> np.ndarray:
     """Read a wav file with soundfile as float32 mono (channels averaged) in [-1, 1];
     raises ``ValueError`` if its sample rate is not ``sample_rate`` (nothing is
     resampled)."""
-    import soundfile
+    soundfile = require("soundfile", "audio", "the KWS and ToyCar wav readers")
 
     data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if rate != sample_rate:

@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._base import BaseDataModule, DatasetNotFoundError, cache_key, load_or_build, split_indices
+from ._base import (
+    BaseDataModule,
+    DatasetNotFoundError,
+    cache_key,
+    load_or_build,
+    require,
+    split_indices,
+)
 from .speech_commands import read_wav
 
 TOYCAR_URL = (
@@ -56,7 +63,7 @@ class LogMelParams:
 
 def log_mel(wave: np.ndarray, params: LogMelParams) -> np.ndarray:
     """Log-mel spectrogram of one clip, float32 ``[n_mels, T]`` (``T = 1 + len // hop``)."""
-    import librosa
+    librosa = require("librosa", "audio", "the KWS and ToyCar features")
 
     mel = librosa.feature.melspectrogram(
         y=np.asarray(wave, dtype=np.float32),
