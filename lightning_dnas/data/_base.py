@@ -84,9 +84,9 @@ class BaseDataModule(L.LightningDataModule):
     """Base of the data modules: seeded loaders over ``train_set``/``val_set``/``test_set``.
 
     Subclasses set ``input_shape`` (one sample, no batch dimension) and fill the three
-    datasets in :meth:`setup`. ``example_input`` is a zero tensor shaped
-    ``[1, *input_shape]``; the training loader reshuffles each epoch with a
-    ``torch.Generator`` seeded by ``seed``, so the batch order is reproducible.
+    datasets in ``_make_splits`` (called once by :meth:`setup`). ``example_input`` is a
+    zero tensor shaped ``[1, *input_shape]``; the training loader reshuffles each epoch
+    with a ``torch.Generator`` seeded by ``seed``, so the batch order is reproducible.
     """
 
     input_shape: tuple[int, ...] = ()
@@ -101,6 +101,16 @@ class BaseDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Form the three datasets (once: later calls, e.g. for ``test`` after ``fit``,
+        keep them)."""
+        if self.train_set is None:
+            self._make_splits()
+
+    def _make_splits(self) -> None:
+        """Set ``train_set``, ``val_set`` and ``test_set`` (each subclass's own data)."""
+        raise NotImplementedError
 
     @property
     def example_input(self) -> Tensor:

@@ -138,10 +138,8 @@ class CIFAR10DataModule(BaseDataModule):
         """Check that the batch files are there (nothing is downloaded)."""
         cifar10_folder(self.data_dir)
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """Read the batch files (once) and build the three splits."""
-        if self.train_set is not None:
-            return
         folder = cifar10_folder(self.data_dir)
         parts = [read_cifar10_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
         images = torch.cat([p[0] for p in parts])

@@ -38,10 +38,8 @@ class DigitsDataModule(BaseDataModule):
         self.test_fraction = test_fraction
         self.scaling = scaling
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """Load the bundled images (once) and build the three splits."""
-        if self.train_set is not None:
-            return
         from sklearn.datasets import load_digits
 
         digits = load_digits()

@@ -98,10 +98,8 @@ class MNIST1DDataModule(BaseDataModule):
         self.num_samples = num_samples
         self.val_fraction = val_fraction
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """Generate the samples (once) and build the three splits."""
-        if self.train_set is not None:
-            return
         x_train, y_train, x_test, y_test = mnist1d_tensors(self.num_samples, seed=self.seed)
         x_train, y_train, x_val, y_val = validation_split(x_train, y_train, self.val_fraction)
         self.train_set = TensorDataset(x_train, y_train)

@@ -227,10 +227,8 @@ class SpeechCommandsDataModule(BaseDataModule):
         """Compute and cache the features if no cache matches the options."""
         self._load()
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """Load (building if needed) the cached features and form the three splits."""
-        if self.train_set is not None:
-            return
         data = self._load()
         self.train_set, self.val_set, self.test_set = (
             TensorDataset(data[f"x_{s}"], data[f"y_{s}"]) for s in SPLITS

@@ -232,10 +232,8 @@ class ToyCarDataModule(BaseDataModule):
         """Compute and cache the spectrograms if no cache matches."""
         self._load()
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """Load (building if needed) the cached spectrograms and form the splits."""
-        if self.train_set is not None:
-            return
         data = self._load()
         frames = self.features.frames
         val, train = split_indices(len(data["train"]), [self.val_fraction], self.seed)

@@ -130,10 +130,8 @@ class VWWDataModule(BaseDataModule):
         """Check that the class folders hold images (nothing is downloaded)."""
         scan_image_folders(self.data_dir, self.classes)
 
-    def setup(self, stage: str | None = None) -> None:
+    def _make_splits(self) -> None:
         """List the images (once) and build the three splits."""
-        if self.train_set is not None:
-            return
         samples = scan_image_folders(self.data_dir, self.classes)
         test, val, train = split_indices(
             len(samples), [self.test_fraction, self.val_fraction], self.seed
