@@ -11,6 +11,10 @@ ReLU), input 1x49x10, batch 100, cross-entropy, SGD (momentum 0.9) on the weight
   in that mode; the step adds ``1e-7 * soft_cost`` to the loss and also steps an Adam on
   the architecture logits (learning rate 0, so alpha stays at its uniform init and the
   Gumbel selection keeps varying, the measurement condition of SPEC section 5).
+  In the hard modes the unselected candidates run in channels_last (the default
+  ``SuperNetModule.channels_last_unselected``, see ``nas/supernet/layout.py``).
+- ``hard_gumbel_same_format``: ``hard_gumbel`` with ``channels_last_unselected=False``
+  (unselected candidates in the input's memory format): the skipped backward alone.
 
 Measurement: CPU, ``torch.set_num_threads(2)``, fixed seed, warm-up, then interleaved
 rounds (each round runs a few steps of every variant in turn), median over >= 20 steps per
@@ -40,12 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_dnas import SuperNet, SuperNetModule
 from lightning_dnas.nas.arch import set_submodule
+from lightning_dnas.nas.supernet import supernet_modules
 from lightning_dnas.zoo import DSCNNSuperNet
 
 BATCH = 100
 INPUT = (1, 49, 10)
 CLASSES = 12
-VARIANTS = ("reference", "softmax", "gumbel", "hard_softmax", "hard_gumbel")
+VARIANTS = (
+    "reference", "softmax", "gumbel", "hard_softmax", "hard_gumbel", "hard_gumbel_same_format"
+)
+SAME_FORMAT = "_same_format"
 
 
 class PlainSum(nn.Module):
@@ -85,7 +93,11 @@ def make_step(variant: str, channels_last: bool = False) -> Callable[[], None]:
             opt.step()
 
         return plain_step
-    search = SuperNet(net, x[:2], cost="params", softmax=variant)
+    mode = variant.removesuffix(SAME_FORMAT)
+    search = SuperNet(net, x[:2], cost="params", softmax=mode)
+    if variant.endswith(SAME_FORMAT):
+        for module in supernet_modules(search):
+            module.channels_last_unselected = False
     weights = torch.optim.SGD(search.net_parameters(), lr=0.01, momentum=0.9)
     arch = torch.optim.Adam(search.nas_parameters(), lr=0.0)
 
@@ -171,12 +183,12 @@ def main() -> None:
         f"({args.rounds} interleaved rounds x {args.steps_per_round})"
         + (", channels_last" if args.channels_last else "")
     )
-    print(f"{'variant':<18}{'median ms':>10}{'x ref':>8}{'peak RSS growth MiB':>22}{'x ref':>8}")
+    print(f"{'variant':<26}{'median ms':>10}{'x ref':>8}{'peak RSS growth MiB':>22}{'x ref':>8}")
     for v in VARIANTS:
         ms = statistics.median(times[v]) * 1e3
         mem = mems[v] / 1024
         ratio = mems[v] / mems["reference"]
-        print(f"{v:<18}{ms:>10.1f}{ms / ref_ms:>8.2f}{mem:>22.0f}{ratio:>8.2f}")
+        print(f"{v:<26}{ms:>10.1f}{ms / ref_ms:>8.2f}{mem:>22.0f}{ratio:>8.2f}")
 
 
 if __name__ == "__main__":

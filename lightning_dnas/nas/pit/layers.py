@@ -78,6 +78,10 @@ class MaskedConv(nn.Module):
     conv maps pruned (zero) channels to non-zero values (a sigmoid, a constant shift).
     """
 
+    # Masks only scale the weights or broadcast over the input: any memory format of the
+    # input gives the same values (SuperNet's fast path may run it in channels_last).
+    layout_free = True
+
     def __init__(
         self, layer: nn.Module, out: ChannelVector | None, taps: TapMask | None,
         inp: ChannelVector | None = None,
@@ -136,6 +140,9 @@ class MaskedBatchNorm(nn.Module):
     """A BatchNorm/InstanceNorm/per-channel GroupNorm whose affine parameters are multiplied
     by a channel mask, so that pruned channels read exactly zero after it; running
     statistics are the wrapped module's and are updated exactly as it would update them."""
+
+    # The mask scales the affine parameters only (see MaskedConv.layout_free).
+    layout_free = True
 
     def __init__(self, layer: nn.Module, mask: ChannelVector):
         super().__init__()

@@ -16,6 +16,7 @@ from .combiner import (
     validate_mode,
     validate_temperature,
 )
+from .layout import is_layout_free, unselected_input
 
 __all__ = [
     "EVAL_MODES",
@@ -38,12 +39,31 @@ def _promoted(ys: Sequence[Tensor]) -> torch.dtype:
     return dtype
 
 
+def _memory_order(t: Tensor) -> list[int]:
+    """``t``'s dimensions from the largest stride to the smallest: permuted this way, a
+    dense tensor in any memory format (channels_last included) is contiguous, so it
+    flattens without a copy."""
+    return sorted(range(t.dim()), key=lambda d: -t.stride(d))
+
+
 def _theta_grad(grad: Tensor, ys: Sequence[Tensor]) -> Tensor:
     """``(<grad, y_i>)_i``: one dot product per candidate, accumulated in float32 at least
-    (low-precision dots over a whole feature map would lose the gradient)."""
+    (low-precision dots over a whole feature map would lose the gradient).
+
+    Both tensors are flattened in ``y_i``'s memory order (the same permutation of both
+    leaves the pairing of elements unchanged), so channels_last outputs are not copied
+    into the default order; ``grad`` is flattened once per distinct memory order.
+    """
     acc = torch.promote_types(grad.dtype, torch.float32)
-    flat = grad.reshape(-1).to(acc)
-    return torch.stack([torch.dot(flat, y.reshape(-1).to(acc)) for y in ys])
+    flat_grads: dict[tuple[int, ...], tuple[list[int], Tensor]] = {}
+    dots = []
+    for y in ys:
+        if y.stride() not in flat_grads:
+            order = _memory_order(y)
+            flat_grads[y.stride()] = (order, grad.permute(order).reshape(-1).to(acc))
+        order, flat = flat_grads[y.stride()]
+        dots.append(torch.dot(flat, y.permute(order).reshape(-1).to(acc)))
+    return torch.stack(dots)
 
 
 class _SoftMix(torch.autograd.Function):
@@ -108,11 +128,16 @@ def _used_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
     """The parameters a candidate's forward uses: its own, and those its layers borrow
     (a layer may expose ``borrowed_parameters()``, e.g. PIT tap masks kept outside the
     network)."""
+    # Runs for every candidate in every hard-mode training forward: read the registries
+    # directly and look the method up on the class, since ``Module.parameters()`` and a
+    # missed ``Module.__getattr__`` cost about ten times as much in Python overhead.
     for sub in module.modules():
-        yield from sub.parameters(recurse=False)
-        borrowed = getattr(sub, "borrowed_parameters", None)
+        for p in sub._parameters.values():
+            if p is not None:
+                yield p
+        borrowed = getattr(type(sub), "borrowed_parameters", None)
         if borrowed is not None:
-            yield from borrowed()
+            yield from borrowed(sub)
 
 
 class _AttachZeroGrads(torch.autograd.Function):
@@ -178,6 +203,12 @@ class SuperNetModule(nn.Module):
     full computation (all candidates under autograd); unselected weights receive
     all-zero gradient tensors (not ``None``), so momentum and weight decay behave as in
     the full computation. The selected index is read on the host (one device sync).
+    With :attr:`channels_last_unselected` (default on), unselected candidates made only
+    of layout-free layers (:mod:`~lightning_dnas.nas.supernet.layout`: convolutions,
+    BatchNorm, activations, pooling in ``nn.Sequential`` containers) get a channels_last
+    copy of a default-format 4-D CPU input, where oneDNN runs them 2-3x faster; their
+    outputs, BatchNorm statistics and ``alpha``'s gradient then differ from the
+    default-format computation by rounding only; weight gradients are unaffected.
 
     **Evaluation** (``module.eval()``) follows :attr:`eval_mode`: ``"argmax"`` (default)
     runs only :meth:`chosen`, the candidate that export keeps, so validation during the
@@ -192,6 +223,9 @@ class SuperNetModule(nn.Module):
             ``"hard_softmax"``, ``"hard_gumbel"``.
         temperature: initial ``T > 0`` (default 1.0).
         eval_mode: ``"argmax"`` (default) or ``"soft"``.
+        channels_last_unselected: run the hard-mode fast path's unselected candidates in
+            channels_last where that is possible and faster (default ``True``; ``False``
+            keeps the input's memory format).
 
     Attributes:
         candidates: the candidates as an ``nn.ModuleDict``.
@@ -208,6 +242,7 @@ class SuperNetModule(nn.Module):
         softmax: str = "softmax",
         temperature: float = 1.0,
         eval_mode: str = "argmax",
+        channels_last_unselected: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(candidates, Mapping):
@@ -233,6 +268,7 @@ class SuperNetModule(nn.Module):
         self.softmax = softmax
         self.temperature = temperature
         self.eval_mode = eval_mode
+        self.channels_last_unselected = bool(channels_last_unselected)
         self.last_theta: Tensor | None = None
 
     @property
@@ -329,13 +365,14 @@ class SuperNetModule(nn.Module):
         }
         if others and torch.is_grad_enabled():
             theta = _AttachZeroGrads.apply(theta, *others.values())
+        x_fast = unselected_input(x) if self.channels_last_unselected else None
         outputs = []
         for i, m in enumerate(modules):
             if i == selected:
                 outputs.append(m(x))
             else:
                 with torch.no_grad():
-                    y = m(x)
+                    y = m(x_fast if x_fast is not None and is_layout_free(m) else x)
                 # detach: nn.Identity returns x itself, still attached to the graph
                 outputs.append(y.detach() if isinstance(y, Tensor) else y)
         self._check_shapes(outputs)

@@ -238,10 +238,12 @@ def full_hard_forward(m: SuperNetModule, x: Tensor) -> Tensor:
 
 
 class TwoLayer(nn.Module):
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, channels_last_unselected: bool = True) -> None:
         super().__init__()
-        self.s1 = make_supernet(softmax=mode, temperature=0.8)
-        self.s2 = make_supernet(softmax=mode, temperature=0.8)
+        kw = {"softmax": mode, "temperature": 0.8,
+              "channels_last_unselected": channels_last_unselected}  # fmt: skip
+        self.s1 = make_supernet(**kw)
+        self.s2 = make_supernet(**kw)
         self.head = nn.Conv2d(C, 2, 1)
 
     def forward(self, x: Tensor, full: bool = False) -> Tensor:
@@ -253,11 +255,12 @@ class TwoLayer(nn.Module):
 @pytest.mark.parametrize("mode", HARD_MODES)
 @pytest.mark.parametrize("seed", [0, 1, 2, 5, 8])
 @pytest.mark.parametrize("random_alpha", [False, True])
+@pytest.mark.parametrize("channels_last_unselected", [True, False])
 def test_fast_path_gradients_equal_full_computation(
-    mode: str, seed: int, random_alpha: bool
+    mode: str, seed: int, random_alpha: bool, channels_last_unselected: bool
 ) -> None:
     torch.manual_seed(100 + seed)
-    fast = TwoLayer(mode)
+    fast = TwoLayer(mode, channels_last_unselected)
     if random_alpha:
         with torch.no_grad():
             for s in supernet_modules(fast):
@@ -287,6 +290,66 @@ def test_fast_path_gradients_equal_full_computation(
     # BatchNorm running statistics: every candidate ran in training mode in both
     for (name, b_fast), (_, b_full) in zip(fast.named_buffers(), full.named_buffers(), strict=True):
         torch.testing.assert_close(b_fast, b_full, atol=1e-6, rtol=1e-6, msg=name)
+
+
+def input_formats(m: SuperNetModule) -> dict[str, bool]:
+    """Run a hard forward; return, per candidate whose first layer ran, whether that
+    layer's input was channels_last (and not the default format)."""
+    seen: dict[str, bool] = {}
+    for name in m.names:
+        first = next(iter(m.candidates[name].modules()))
+        if isinstance(first, nn.Sequential):
+            first = first[0]
+
+        def record(_mod: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
+            x = args[0]
+            channels_last = x.is_contiguous(memory_format=torch.channels_last)
+            seen[name] = channels_last and not x.is_contiguous()
+
+        first.register_forward_pre_hook(record)
+    m(x_input())
+    return seen
+
+
+def test_unselected_candidates_run_in_channels_last_on_cpu() -> None:
+    torch.manual_seed(0)
+    m = make_supernet(softmax="hard_softmax")  # selects "conv3" (index 0) at init
+    m.candidates["view"] = ViewCandidate()  # a custom forward is never converted
+    m.names.append("view")
+    with torch.no_grad():
+        m.alpha.data = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    seen = input_formats(m)
+    assert seen == {"conv3": False, "conv5": True, "dws": True, "skip": True, "view": False}
+
+
+def test_channels_last_unselected_off_keeps_the_input_format() -> None:
+    torch.manual_seed(0)
+    m = make_supernet(softmax="hard_softmax", channels_last_unselected=False)
+    assert input_formats(m) == {"conv3": False, "conv5": False, "dws": False, "skip": False}
+
+
+def test_unselected_dropout_candidate_draws_as_the_full_computation() -> None:
+    """A random layer is not converted: its mask, hence alpha's gradient, stays that of
+    the full computation under the same seed."""
+    torch.manual_seed(0)
+    cands = {"a": conv_bn(3), "b": nn.Sequential(nn.Conv2d(C, C, 3, padding=1), nn.Dropout(0.5))}
+    fast = SuperNetModule(cands, softmax="hard_softmax")
+    with torch.no_grad():
+        fast.alpha.data = torch.tensor([1.0, 0.0])  # "a" selected, "b" unselected
+    full = copy.deepcopy(fast)
+    x = x_input()
+    torch.manual_seed(3)
+    fast(x).square().sum().backward()
+    torch.manual_seed(3)
+    full_hard_forward(full, x).square().sum().backward()
+    torch.testing.assert_close(fast.alpha.grad, full.alpha.grad, atol=1e-6, rtol=1e-6)
+
+
+class ViewCandidate(nn.Module):
+    """A candidate whose forward views its input (fails on a channels_last tensor)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x.view(x.shape[0], -1)).view_as(x)
 
 
 def test_fast_path_updates_unselected_batchnorm_stats() -> None:
