@@ -140,3 +140,45 @@ def test_hard_fast_path_gradients_of_masks_inside_candidates_equal_full_computat
     other = "narrow" if selected == "wide" else "wide"
     taps = [p for n, p in fast.tap_masks.named_parameters() if f"candidates/{other}" in n]
     assert taps and all(not p.grad.any() for p in taps)
+
+
+@pytest.mark.parametrize("channels_last_unselected", [True, False])
+def test_hard_fast_path_2d_masked_candidates_in_channels_last_equal_full_computation(
+    channels_last_unselected,
+):
+    """PIT-converted 2-D candidates stay layout-free, so the fast path runs the unselected
+    ones in channels_last; gradients (masks inside candidates too) and BatchNorm statistics
+    still equal the full computation."""
+    import copy
+    import types
+
+    from lightning_dnas.nas.supernet import supernet_modules
+    from lightning_dnas.nas.supernet.layout import is_layout_free
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 6, 6)
+    fast = PITSuperNet(Net(), x, softmax="hard_softmax")
+    randomize_masks(fast, seed=1)
+    with torch.no_grad():  # block: conv3x3 selected; down: conv3x3 selected
+        fast.net.block.alpha.copy_(torch.tensor([1.0, 0.0, 0.0]))
+        fast.net.down.alpha.copy_(torch.tensor([1.0, 0.0]))
+    for module in supernet_modules(fast):
+        module.channels_last_unselected = channels_last_unselected
+        assert all(is_layout_free(c) for c in module.candidates.values())
+    full = copy.deepcopy(fast)
+
+    def every_candidate(self, inp):
+        theta = self.theta()
+        return sum(t * m(inp) for t, m in zip(theta, self.candidates.values(), strict=True))
+
+    for module in supernet_modules(full):
+        module.forward = types.MethodType(every_candidate, module)
+    fast(x).square().mean().backward()
+    full(x).square().mean().backward()
+    for (name, p_fast), (_, p_full) in zip(fast.named_parameters(), full.named_parameters(),
+                                           strict=True):
+        assert p_fast.grad is not None, f"{name}: None, the full computation gives zeros"
+        torch.testing.assert_close(p_fast.grad, p_full.grad, atol=1e-7, rtol=1e-6, msg=name)
+    for (name, b_fast), (_, b_full) in zip(fast.named_buffers(), full.named_buffers(),
+                                           strict=True):
+        torch.testing.assert_close(b_fast, b_full, atol=1e-7, rtol=1e-6, msg=name)
