@@ -18,7 +18,8 @@ Engine (pure PyTorch)::
     search = SuperNet(model, example_input=x, cost="macs", softmax="hard_gumbel")
 """
 
-from .callback import DNASCallback
+from typing import TYPE_CHECKING, Any
+
 from .nas.arch import apply_arch
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
@@ -46,3 +47,20 @@ __all__ = [
     "temperature_schedule",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .callback import DNASCallback
+
+
+def __getattr__(name: str) -> Any:
+    """``DNASCallback`` on first use (PEP 562): the engine does not need Lightning, whose
+    import takes seconds, so ``import lightning_dnas`` leaves it out until then."""
+    if name == "DNASCallback":
+        from .callback import DNASCallback
+
+        return DNASCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "DNASCallback"])
