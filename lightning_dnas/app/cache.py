@@ -2,7 +2,8 @@
 
 A phase (a search, or the reference training) is stored in ``<cache_dir>/<key>/`` where
 ``key`` hashes everything that determines its result (data, model, optimizer, trainer,
-seed, the phase's stages and the key of the phase it started from). Runs that differ only in
+seed, the phase's stages, the key of the phase it started from, and the code: the
+package's sources and the torch version). Runs that differ only in
 later stages (a cascade sweep over PIT lambdas, fine-tune seeds) find the entry and skip the
 computation. A file lock per key makes parallel jobs (joblib, SLURM on a shared file system)
 compute each entry once: the first takes the lock and computes into a temporary folder that
@@ -11,6 +12,8 @@ is renamed into place only when complete, the others wait and then read it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import shutil
 import tempfile
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock
 
 from .results import make_search_id
@@ -25,9 +29,28 @@ from .results import make_search_id
 DONE = "done.json"
 
 
+def source_fingerprint(package: Path) -> str:
+    """SHA-256 (first 12 hex digits) of the torch version and every ``*.py`` file under
+    ``package`` (relative paths and contents)."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """:func:`source_fingerprint` of this package: code that could compute a phase
+    differently gets other cache entries, so a cache kept across an upgrade or a local
+    edit never hands back stale results."""
+    return source_fingerprint(Path(__file__).resolve().parents[1])
+
+
 def entry_key(config: Any) -> str:
-    """The cache key of a JSON-able phase ``config`` (12 hex digits)."""
-    return make_search_id(config)
+    """The cache key of a JSON-able phase ``config`` and :func:`code_fingerprint` (12 hex
+    digits)."""
+    return make_search_id({"phase": config, "code": code_fingerprint()})
 
 
 def cached(root: Path | None, config: Any, compute: Callable[[Path], None],

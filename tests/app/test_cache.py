@@ -59,3 +59,38 @@ def test_without_a_cache_dir_it_computes_in_the_scratch_folder(tmp_path):
     counter = tmp_path / "count"
     folder, reused = cached(None, {"a": 1}, _slow_compute(counter), tmp_path / "s")
     assert (folder, reused) == (tmp_path / "s", False)
+
+
+def test_source_fingerprint_follows_every_source_file(tmp_path):
+    from lightning_dnas.app.cache import source_fingerprint
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = source_fingerprint(tmp_path)
+    assert len(first) == 12 and first == source_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert source_fingerprint(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    edited = source_fingerprint(tmp_path)
+    assert edited != first
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "b.py")  # same content, other place
+    assert source_fingerprint(tmp_path) not in (first, edited)
+
+
+def test_an_entry_of_other_code_is_not_reused(tmp_path, monkeypatch):
+    import lightning_dnas.app.cache as cache
+
+    calls = []
+
+    def compute(folder: Path) -> None:
+        calls.append(folder)
+        (folder / "out.txt").write_text("done")
+
+    assert cache.code_fingerprint() == cache.code_fingerprint()  # stable within a process
+    cached(tmp_path, {"phase": "pit"}, compute, tmp_path / "s")
+    assert cached(tmp_path, {"phase": "pit"}, compute, tmp_path / "s")[1] is True
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "0123456789ab")
+    folder, reused = cached(tmp_path, {"phase": "pit"}, compute, tmp_path / "s")
+    assert not reused and len(calls) == 2 and (folder / "out.txt").is_file()
