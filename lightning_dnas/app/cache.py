@@ -6,8 +6,11 @@ seed, the phase's stages, the key of the phase it started from, and the code: th
 package's sources and the torch version). Runs that differ only in
 later stages (a cascade sweep over PIT lambdas, fine-tune seeds) find the entry and skip the
 computation. A file lock per key makes parallel jobs (joblib, SLURM on a shared file system)
-compute each entry once: the first takes the lock and computes into a temporary folder that
-is renamed into place only when complete, the others wait and then read it.
+compute each entry once: the first takes the lock and computes into ``.<key>.partial`` that
+is renamed into place only when complete, the others wait and then read it. A computation
+that crashes or is killed leaves its partial folder behind: the next run of the same phase
+(the same command again) computes into it again and continues from what was saved there
+(the application keeps a checkpoint of every epoch).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import functools
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,9 +59,11 @@ def cached(root: Path | None, config: Any, compute: Callable[[Path], None],
            scratch: Path) -> tuple[Path, bool]:  # fmt: skip
     """The folder holding ``compute``'s output for ``config``, and whether it was reused.
 
-    ``compute(folder)`` writes its files into ``folder``. With ``root`` ``None`` (no reuse)
-    it runs into ``scratch``. Otherwise the entry ``root/<key>`` is computed at most once,
-    under a file lock; ``done.json`` (the config) marks a complete entry.
+    ``compute(folder)`` writes its files into ``folder``, where it may find those of an
+    earlier attempt that did not finish (and continue from them). With ``root`` ``None``
+    (no reuse) it runs into ``scratch``. Otherwise the entry ``root/<key>`` is computed at
+    most once, under a file lock, in ``root/.<key>.partial``; ``done.json`` (the config)
+    marks a complete entry.
     """
     if root is None:
         scratch.mkdir(parents=True, exist_ok=True)
@@ -71,13 +75,10 @@ def cached(root: Path | None, config: Any, compute: Callable[[Path], None],
     with FileLock(str(root / f"{key}.lock")):
         if (folder / DONE).is_file():
             return folder, True
-        shutil.rmtree(folder, ignore_errors=True)  # an entry left incomplete by a crash
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
-        try:
-            compute(tmp)
-            (tmp / DONE).write_text(json.dumps(config, indent=1, sort_keys=True))
-            tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        shutil.rmtree(folder, ignore_errors=True)  # not complete: never read
+        partial = root / f".{key}.partial"  # kept on failure, for the next attempt
+        partial.mkdir(exist_ok=True)
+        compute(partial)
+        (partial / DONE).write_text(json.dumps(config, indent=1, sort_keys=True))
+        partial.rename(folder)
     return folder, False

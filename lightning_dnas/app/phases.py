@@ -76,6 +76,19 @@ class StageRecorder(Callback):
         self._stage: Stage | None = None
         self._start = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The records so far and the current stage (a resumed fit continues them)."""
+        return {"records": [dict(r.__dict__) for r in self.records],
+                "stage": None if self._stage is None else self._stage.to_dict(),
+                "start": self._start}  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.records = [StageRecord(**r) for r in state_dict["records"]]
+        stage = state_dict["stage"]
+        self._stage = None if stage is None else Stage(**{**stage, "train": tuple(stage["train"])})
+        self._start = int(state_dict["start"])
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """At a stage boundary (the callback has already moved on), record the last stage."""
         if self._stage is not None and self.dnas.stage.name != self._stage.name:

@@ -107,6 +107,35 @@ class Run:
                            logger=self.logger(), default_root_dir=str(self.out),
                            enable_checkpointing=checkpointing)  # fmt: skip
 
+    def fit(self, module: LightningModule, epochs: int, callbacks: list[Any],
+            folder: Path) -> None:  # fmt: skip
+        """``Trainer.fit`` of ``module`` for ``epochs`` epochs, resumable: the state after
+        every epoch is kept in ``folder/resume/last.ckpt`` (weights, optimizers, the
+        callbacks' state: DNAS stage, RNG, stage records), and a fit that finds it (left by
+        an attempt that crashed or was killed) continues from it instead of starting
+        over. Removed when the fit completes."""
+        resume = folder / "resume"
+        # Lightning runs checkpoint callbacks after the others at the end of an epoch, so
+        # the file holds the state after every callback's epoch-end work.
+        saver = ModelCheckpoint(dirpath=resume, filename="last", enable_version_counter=False)
+        trainer = self.trainer(epochs, [*callbacks, saver], checkpointing=True)
+        last = resume / "last.ckpt"
+        ckpt = None
+        if last.is_file():
+            try:
+                state = torch.load(last, map_location="cpu", weights_only=False)
+                done = int(state["epoch"]) + 1
+            except Exception as err:  # a file cut short by a kill, or not a checkpoint
+                print(f"cannot resume from {last} ({err!r}): starting over", flush=True)
+                done = epochs
+            # A checkpoint of the last epoch would make fit skip its end (the export):
+            # start over in that rare case (a crash after the last epoch).
+            if done < epochs:
+                ckpt = last
+                print(f"resuming after epoch {done}/{epochs} from {last}", flush=True)
+        trainer.fit(module, datamodule=self.datamodule, ckpt_path=ckpt)
+        shutil.rmtree(resume, ignore_errors=True)
+
     def search(self, phase: Phase, start: Builder, after: str | None) -> tuple[Builder, dict]:
         """Run (or reuse) one search phase from the network ``start()`` builds. Returns a
         builder of the phase's exported network and its summary (records, export history,
@@ -129,8 +158,7 @@ class Run:
                 export_dir=folder / "export")  # fmt: skip
             recorder = StageRecorder(dnas, phase.name, self.datamodule, self.example)
             epochs = sum(s.epochs for s in phase.stages)
-            callbacks = [dnas, recorder, EpochPrinter(phase.name)]
-            self.trainer(epochs, callbacks).fit(module, datamodule=self.datamodule)
+            self.fit(module, epochs, [dnas, recorder, EpochPrinter(phase.name)], folder)
             module.trainer.save_checkpoint(folder / "phase.ckpt")
             torch.save({"records": [r.__dict__ for r in recorder.records],
                         "history": dnas.history}, folder / "summary.pt")  # fmt: skip
@@ -155,8 +183,7 @@ class Run:
         def compute(folder: Path) -> None:
             seed_everything(cfg.seed, workers=True)
             module = self.module(instantiate(cfg.model.seed), final_epochs=epochs)
-            trainer = self.trainer(epochs, [EpochPrinter("reference")])
-            trainer.fit(module, datamodule=self.datamodule)
+            self.fit(module, epochs, [EpochPrinter("reference")], folder)
             record = measure(module, "reference", "finetune", epochs, self.datamodule,
                              self.example)  # fmt: skip
             torch.save(record.__dict__, folder / "reference.pt")

@@ -86,7 +86,9 @@ class BaseDataModule(L.LightningDataModule):
     Subclasses set ``input_shape`` (one sample, no batch dimension) and fill the three
     datasets in ``_make_splits`` (called once by :meth:`setup`). ``example_input`` is a
     zero tensor shaped ``[1, *input_shape]``; the training loader reshuffles each epoch
-    with a ``torch.Generator`` seeded by ``seed``, so the batch order is reproducible.
+    with a ``torch.Generator`` seeded by ``seed``, so the batch order is reproducible; the
+    generator's state is part of the module's ``state_dict`` (hence of Lightning
+    checkpoints), so a fit resumed from a checkpoint continues the same batch order.
     """
 
     input_shape: tuple[int, ...] = ()
@@ -101,6 +103,17 @@ class BaseDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._shuffle: torch.Generator | None = None
+        self._shuffle_state: Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's shuffle generator state (empty before the first loader)."""
+        return {} if self._shuffle is None else {"shuffle": self._shuffle.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take a :meth:`state_dict` back: the next training loader continues that order
+        (Lightning restores the data module before it asks for the loaders)."""
+        self._shuffle_state = state_dict.get("shuffle")
 
     def setup(self, stage: str | None = None) -> None:
         """Form the three datasets (once: later calls, e.g. for ``test`` after ``fit``,
@@ -135,7 +148,12 @@ class BaseDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled (seeded) training batches ``(x, y)``."""
-        return self._loader(self.train_set, "training", shuffle=True)
+        loader = self._loader(self.train_set, "training", shuffle=True)
+        self._shuffle = loader.generator
+        if self._shuffle_state is not None and self._shuffle is not None:
+            self._shuffle.set_state(self._shuffle_state)
+            self._shuffle_state = None
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches ``(x, y)`` in a fixed order."""

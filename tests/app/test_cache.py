@@ -38,7 +38,7 @@ def test_two_processes_compute_an_entry_once(tmp_path):
     assert counter.read_text() == "x"
 
 
-def test_a_different_key_computes_and_a_failure_leaves_no_entry(tmp_path):
+def test_a_failure_leaves_no_entry_and_the_next_attempt_continues_its_partial(tmp_path):
     counter = tmp_path / "count"
     root = tmp_path / "c"
     folder, reused = cached(root, {"a": 1}, _slow_compute(counter), tmp_path / "s")
@@ -51,8 +51,20 @@ def test_a_different_key_computes_and_a_failure_leaves_no_entry(tmp_path):
 
     with pytest.raises(RuntimeError):
         cached(root, {"a": 2}, fail, tmp_path / "s")
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [folder.name]
+    entries = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert [e for e in entries if not e.startswith(".")] == [folder.name]  # nothing complete
     assert counter.read_text() == "x"
+
+    # the next attempt computes in the partial folder the failed one left, and finds its files
+    seen = []
+
+    def resume(folder: Path) -> None:
+        seen.append((folder / "half.txt").read_text())
+        (folder / "out.txt").write_text("done")
+
+    folder2, reused = cached(root, {"a": 2}, resume, tmp_path / "s")
+    assert seen == ["half"] and not reused and (folder2 / "out.txt").is_file()
+    assert not any(p.name.endswith(".partial") for p in root.iterdir())
 
 
 def test_without_a_cache_dir_it_computes_in_the_scratch_folder(tmp_path):

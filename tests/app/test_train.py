@@ -73,3 +73,50 @@ def test_finetune_seeds_reuse_the_search(tmp_path, capsys):
     assert "phase pit: reused" in capsys.readouterr().out
     assert first.search_id == second.search_id
     assert (first.finetune_seed, second.finetune_seed) == (1, 2)
+
+
+def _crash_at(monkeypatch, label: str, epoch: int) -> None:
+    """Make the ``label`` fit raise after its ``epoch``-th epoch (1-based), once."""
+    from lightning_dnas.app import phases
+
+    original = phases.EpochPrinter.on_train_epoch_end
+    fired = []
+
+    def crashing(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        if self.label == label and trainer.current_epoch + 1 == epoch and not fired:
+            fired.append(True)
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(phases.EpochPrinter, "on_train_epoch_end", crashing)
+
+
+@pytest.mark.parametrize("label, epoch", [("supernet", 2), ("reference", 3)])
+def test_a_crashed_run_continues_where_it_stopped_and_gives_the_same_results(
+    tmp_path, capsys, monkeypatch, label, epoch
+):
+    args = [*TINY, *CASCADE, "method.search_epochs=2"]
+    whole = tmp_path / "whole"
+    main([*args, f"hydra.run.dir={whole / 'run'}", f"cache_dir={whole / 'cache'}"])
+    expected = RunResult.load(whole / "run" / "results.json")
+
+    crashed = tmp_path / "crashed"
+    overrides = [*args, f"cache_dir={crashed / 'cache'}"]
+    with monkeypatch.context() as patch:
+        _crash_at(patch, label, epoch)
+        with pytest.raises((RuntimeError, SystemExit)):
+            main([*overrides, f"hydra.run.dir={crashed / 'first'}"])
+    assert not (crashed / "first" / "results.json").exists()
+    partial = [p for p in (crashed / "cache").iterdir() if p.name.endswith(".partial")]
+    assert len(partial) == 1 and (partial[0] / "resume" / "last.ckpt").is_file()
+    capsys.readouterr()
+
+    main([*overrides, f"hydra.run.dir={crashed / 'again'}"])
+    out = capsys.readouterr().out
+    # the crash came before that epoch's checkpoint: the fit continues after the one before
+    assert f"resuming after epoch {epoch - 1}/" in out
+    assert not any(p.name.endswith(".partial") for p in (crashed / "cache").iterdir())
+    again = RunResult.load(crashed / "again" / "results.json")
+    assert again.stages == expected.stages
+    assert (again.final, again.reference, again.arch) == (
+        expected.final, expected.reference, expected.arch)
