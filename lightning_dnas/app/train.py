@@ -1,9 +1,10 @@
 """The Hydra application: ``python -m lightning_dnas.train`` / ``lightning-dnas-train``.
 
 One run: build the data and the start network from the config, run the search phases of
-the method (:mod:`~lightning_dnas.app.phases`, each reused from ``cache_dir`` when an
-identical one was computed before), fine-tune the found network with ``finetune_seed``,
-train the seed network for as many epochs as the reference, and write into the run's
+the method (:mod:`~lightning_dnas.app.phases`), fine-tune the found network with
+``finetune_seed``, train the seed network for as many epochs as the reference (each of
+these reused from ``cache_dir`` when an identical one was computed before, and continued
+from its last epoch when an earlier attempt was interrupted), and write into the run's
 output directory: ``config.yaml`` (resolved), ``checkpoints/`` (each phase's and the
 fine-tune's), ``export/`` (``arch.json``, ``model.pt``) and ``results.json``
 (:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table.
@@ -172,6 +173,35 @@ class Run:
         summary.update(key=make_search_id(key), reused=reused, folder=str(folder))
         return (lambda: restore(start(), ckpt)), summary
 
+    def finetune(self, build: Builder, after: list[str], epochs: int) -> LightningModule:
+        """The module of the found network (``build()``) fine-tuned for ``epochs`` epochs
+        after seeding with ``finetune_seed``; reused from the cache when this search was
+        fine-tuned so before, resumable like the phases. The fine-tune's checkpoint is
+        copied to ``checkpoints/finetune.ckpt``."""
+        cfg = self.cfg
+        if not epochs:
+            seed_everything(cfg.finetune_seed, workers=True)
+            return self.module(build(), final_epochs=epochs)
+
+        def compute(folder: Path) -> None:
+            seed_everything(cfg.finetune_seed, workers=True)
+            module = self.module(build(), final_epochs=epochs)
+            self.fit(module, epochs, [EpochPrinter("finetune")], folder)
+            module.trainer.save_checkpoint(folder / "finetune.ckpt")
+
+        key = {**self.base, "after": after, "finetune_seed": cfg.finetune_seed,
+               "finetune_epochs": epochs, "anneal": cfg.anneal_final}  # fmt: skip
+        folder, reused = cached(self.cache, key, compute, self.out / "finetune")
+        print(f"fine-tune: {'reused' if reused else 'computed'} ({folder})")
+        ckpt = self.out / "checkpoints" / "finetune.ckpt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if folder / "finetune.ckpt" != ckpt:
+            shutil.copyfile(folder / "finetune.ckpt", ckpt)
+        module = self.module(build(), final_epochs=epochs)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        return module
+
     def reference(self, epochs: int) -> Point:
         """The seed network trained for ``epochs`` (reused from the cache when possible), or
         only its costs when ``reference`` is off."""
@@ -221,16 +251,9 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
         print(f"phase {phase.name}: {'reused' if summary['reused'] else 'computed'} "
               f"({summary['folder']})")  # fmt: skip
 
-    seed_everything(cfg.finetune_seed, workers=True)
     epochs = cfg.method.finetune_epochs
-    module = app.module(build(), final_epochs=epochs)
+    module = app.finetune(build, [s["key"] for s in summaries], epochs)
     records = [r for s in summaries for r in s["records"]]
-    if epochs:
-        ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="finetune-{epoch}",
-                               save_last=True)  # fmt: skip
-        printer = EpochPrinter("finetune")
-        trainer = app.trainer(epochs, [ckpt, printer], checkpointing=True)
-        trainer.fit(module, datamodule=app.datamodule)
     final = measure(module, "finetune", "finetune", epochs, app.datamodule, app.example)
     stages = [StageRecord(**r) for r in records] + ([final] if epochs else [])
     reference = app.reference(total_epochs(phases, epochs))

@@ -33,7 +33,7 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
     assert 0.0 <= result.final.test["acc"] <= 1.0 and "acc" in result.reference.test
     assert result.final.params == result.stages[-1].params
     run_dir = tmp_path / "run"
-    for path in ["config.yaml", "export/arch.json", "export/model.pt", "checkpoints/last.ckpt",
+    for path in ["config.yaml", "export/arch.json", "export/model.pt", "checkpoints/finetune.ckpt",
                  "checkpoints/supernet.ckpt", "checkpoints/pit.ckpt"]:  # fmt: skip
         assert (run_dir / path).is_file(), path
     assert set(json.loads((run_dir / "export/arch.json").read_text())) == {"supernet", "pit"}
@@ -91,11 +91,11 @@ def _crash_at(monkeypatch, label: str, epoch: int) -> None:
     monkeypatch.setattr(phases.EpochPrinter, "on_train_epoch_end", crashing)
 
 
-@pytest.mark.parametrize("label, epoch", [("supernet", 2), ("reference", 3)])
+@pytest.mark.parametrize("label, epoch", [("supernet", 2), ("finetune", 2), ("reference", 3)])
 def test_a_crashed_run_continues_where_it_stopped_and_gives_the_same_results(
     tmp_path, capsys, monkeypatch, label, epoch
 ):
-    args = [*TINY, *CASCADE, "method.search_epochs=2"]
+    args = [*TINY, *CASCADE, "method.search_epochs=2", "method.finetune_epochs=2"]
     whole = tmp_path / "whole"
     main([*args, f"hydra.run.dir={whole / 'run'}", f"cache_dir={whole / 'cache'}"])
     expected = RunResult.load(whole / "run" / "results.json")
@@ -120,3 +120,15 @@ def test_a_crashed_run_continues_where_it_stopped_and_gives_the_same_results(
     assert again.stages == expected.stages
     assert (again.final, again.reference, again.arch) == (
         expected.final, expected.reference, expected.arch)
+
+
+def test_the_same_run_again_reuses_every_part_and_gives_the_same_results(tmp_path, capsys):
+    first = run(tmp_path, "method=pit", name="a")
+    capsys.readouterr()
+    again = run(tmp_path, "method=pit", name="b")
+    out = capsys.readouterr().out
+    assert "phase pit: reused" in out and "fine-tune: reused" in out
+    assert "] epoch" not in out  # no training at all
+    assert (again.stages, again.final, again.reference) == (
+        first.stages, first.final, first.reference)
+    assert (tmp_path / "b" / "checkpoints" / "finetune.ckpt").is_file()
