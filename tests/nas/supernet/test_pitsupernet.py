@@ -114,29 +114,43 @@ class Temporal(nn.Module):
         return self.fc(self.choice(self.stem(x)).mean(-1))
 
 
-@pytest.mark.parametrize("selected", ["wide", "narrow"])
-def test_hard_fast_path_gradients_of_masks_inside_candidates_equal_full_computation(selected):
+def full_computation_copy(search: nn.Module) -> nn.Module:
+    """A deep copy of ``search`` whose choices run every candidate under autograd and sum
+    ``theta_i * y_i`` (the computation the hard-mode fast path must reproduce)."""
     import copy
     import types
 
-    torch.manual_seed(0)
-    x = torch.randn(4, 1, 16)
-    fast = PITSuperNet(Temporal(), x, softmax="hard_softmax")
-    with torch.no_grad():
-        fast.net.choice.alpha.copy_(torch.tensor([1.0, 0.0] if selected == "wide" else [0.0, 1.0]))
-    full = copy.deepcopy(fast)
+    from lightning_dnas.nas.supernet import supernet_modules
 
     def every_candidate(self, inp):
         theta = self.theta()
         return sum(t * m(inp) for t, m in zip(theta, self.candidates.values(), strict=True))
 
-    full.net.choice.forward = types.MethodType(every_candidate, full.net.choice)
-    fast(x).square().mean().backward()
-    full(x).square().mean().backward()
+    full = copy.deepcopy(search)
+    for module in supernet_modules(full):
+        module.forward = types.MethodType(every_candidate, module)
+    return full
+
+
+def assert_same_gradients(fast: nn.Module, full: nn.Module) -> None:
+    """Every parameter's gradient (zeros, not None, where the full computation gives zeros)."""
     for (name, p_fast), (_, p_full) in zip(fast.named_parameters(), full.named_parameters(),
                                            strict=True):
         assert p_fast.grad is not None, f"{name}: None, the full computation gives zeros"
         torch.testing.assert_close(p_fast.grad, p_full.grad, atol=1e-7, rtol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("selected", ["wide", "narrow"])
+def test_hard_fast_path_gradients_of_masks_inside_candidates_equal_full_computation(selected):
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 16)
+    fast = PITSuperNet(Temporal(), x, softmax="hard_softmax")
+    with torch.no_grad():
+        fast.net.choice.alpha.copy_(torch.tensor([1.0, 0.0] if selected == "wide" else [0.0, 1.0]))
+    full = full_computation_copy(fast)
+    fast(x).square().mean().backward()
+    full(x).square().mean().backward()
+    assert_same_gradients(fast, full)
     other = "narrow" if selected == "wide" else "wide"
     taps = [p for n, p in fast.tap_masks.named_parameters() if f"candidates/{other}" in n]
     assert taps and all(not p.grad.any() for p in taps)
@@ -149,9 +163,6 @@ def test_hard_fast_path_2d_masked_candidates_in_channels_last_equal_full_computa
     """PIT-converted 2-D candidates stay layout-free, so the fast path runs the unselected
     ones in channels_last; gradients (masks inside candidates too) and BatchNorm statistics
     still equal the full computation."""
-    import copy
-    import types
-
     from lightning_dnas.nas.supernet import supernet_modules
     from lightning_dnas.nas.supernet.layout import is_layout_free
 
@@ -165,20 +176,10 @@ def test_hard_fast_path_2d_masked_candidates_in_channels_last_equal_full_computa
     for module in supernet_modules(fast):
         module.channels_last_unselected = channels_last_unselected
         assert all(is_layout_free(c) for c in module.candidates.values())
-    full = copy.deepcopy(fast)
-
-    def every_candidate(self, inp):
-        theta = self.theta()
-        return sum(t * m(inp) for t, m in zip(theta, self.candidates.values(), strict=True))
-
-    for module in supernet_modules(full):
-        module.forward = types.MethodType(every_candidate, module)
+    full = full_computation_copy(fast)
     fast(x).square().mean().backward()
     full(x).square().mean().backward()
-    for (name, p_fast), (_, p_full) in zip(fast.named_parameters(), full.named_parameters(),
-                                           strict=True):
-        assert p_fast.grad is not None, f"{name}: None, the full computation gives zeros"
-        torch.testing.assert_close(p_fast.grad, p_full.grad, atol=1e-7, rtol=1e-6, msg=name)
+    assert_same_gradients(fast, full)
     for (name, b_fast), (_, b_full) in zip(fast.named_buffers(), full.named_buffers(),
                                            strict=True):
         torch.testing.assert_close(b_fast, b_full, atol=1e-7, rtol=1e-6, msg=name)
