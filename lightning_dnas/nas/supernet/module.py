@@ -205,8 +205,9 @@ class SuperNetModule(nn.Module):
     the full computation. The selected index is read on the host (one device sync).
     With :attr:`channels_last_unselected` (default on), unselected candidates made only
     of layout-free layers (:mod:`~lightning_dnas.nas.supernet.layout`: convolutions,
-    BatchNorm, activations, pooling in ``nn.Sequential`` containers) get a channels_last
-    copy of a default-format 4-D CPU input, where oneDNN runs them 2-3x faster; their
+    BatchNorm, activations, pooling in ``nn.Sequential`` containers; not an Identity) get a
+    channels_last copy of a default-format 4-D CPU input, where oneDNN runs them 2-3x
+    faster; their
     outputs, BatchNorm statistics and ``alpha``'s gradient then differ from the
     default-format computation by rounding only; weight gradients are unaffected.
 
@@ -365,14 +366,21 @@ class SuperNetModule(nn.Module):
         }
         if others and torch.is_grad_enabled():
             theta = _AttachZeroGrads.apply(theta, *others.values())
-        x_fast = unselected_input(x) if self.channels_last_unselected else None
+        # The channels_last copy only for candidates that compute something (an Identity
+        # returns its input as it is) and only when one of them is unselected.
+        converts = [
+            i != selected and self.channels_last_unselected and not isinstance(m, nn.Identity)
+            and is_layout_free(m)
+            for i, m in enumerate(modules)
+        ]  # fmt: skip
+        x_fast = unselected_input(x) if any(converts) else None
         outputs = []
         for i, m in enumerate(modules):
             if i == selected:
                 outputs.append(m(x))
             else:
                 with torch.no_grad():
-                    y = m(x_fast if x_fast is not None and is_layout_free(m) else x)
+                    y = m(x_fast if x_fast is not None and converts[i] else x)
                 # detach: nn.Identity returns x itself, still attached to the graph
                 outputs.append(y.detach() if isinstance(y, Tensor) else y)
         self._check_shapes(outputs)
