@@ -353,6 +353,11 @@ class SuperNetModule(nn.Module):
         modules = list(self.candidates.values())
         if not (self.training and self.softmax in HARD_MODES):
             return self._mix(theta.unbind(), [m(x) for m in modules])
+        return self._hard_forward(x, theta, modules)
+
+    def _hard_forward(self, x: Tensor, theta: Tensor, modules: list[nn.Module]) -> Tensor:
+        """The hard-mode fast path (class docstring): the selected candidate under
+        autograd, the others under ``no_grad``, zero gradients for their weights."""
         selected = int(theta.detach().argmax())
         # Trainable weights of the unselected candidates only (a weight shared with the
         # selected candidate gets its real gradient from there), each once.
@@ -366,25 +371,32 @@ class SuperNetModule(nn.Module):
         }
         if others and torch.is_grad_enabled():
             theta = _AttachZeroGrads.apply(theta, *others.values())
-        # The channels_last copy only for candidates that compute something (an Identity
-        # returns its input as it is) and only when one of them is unselected.
-        converts = [
-            i != selected and self.channels_last_unselected and not isinstance(m, nn.Identity)
-            and is_layout_free(m)
-            for i, m in enumerate(modules)
-        ]  # fmt: skip
-        x_fast = unselected_input(x) if any(converts) else None
+        inputs = self._unselected_inputs(x, modules, selected)
         outputs = []
         for i, m in enumerate(modules):
             if i == selected:
                 outputs.append(m(x))
             else:
                 with torch.no_grad():
-                    y = m(x_fast if x_fast is not None and converts[i] else x)
+                    y = m(inputs[i])
                 # detach: nn.Identity returns x itself, still attached to the graph
                 outputs.append(y.detach() if isinstance(y, Tensor) else y)
         self._check_shapes(outputs)
         return _HardMix.apply(theta, selected, *outputs)
+
+    def _unselected_inputs(self, x: Tensor, modules: list[nn.Module],
+                           selected: int) -> list[Tensor]:  # fmt: skip
+        """The input of each candidate's no-grad run: a channels_last copy of ``x`` (made
+        once) for the unselected layout-free candidates that compute something (an
+        Identity returns its input as it is), ``x`` for the others
+        (:attr:`channels_last_unselected`)."""
+        converts = [
+            i != selected and self.channels_last_unselected and not isinstance(m, nn.Identity)
+            and is_layout_free(m)
+            for i, m in enumerate(modules)
+        ]  # fmt: skip
+        fast = unselected_input(x) if any(converts) else None
+        return [fast if fast is not None and c else x for c in converts]
 
     def _mix(self, weights: Sequence[Tensor], outputs: list[Tensor]) -> Tensor:
         """``sum_i weights[i] * outputs[i]`` after checking that all shapes agree."""
