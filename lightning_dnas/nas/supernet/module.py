@@ -161,15 +161,18 @@ class _AttachZeroGrads(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, theta: Tensor, *params: Tensor) -> Tensor:
-        """Return a copy of ``theta``; remember the parameters' shapes (not the tensors)."""
-        ctx.param_meta = [(p.shape, p.dtype, p.device) for p in params]
+        """Return a copy of ``theta``; remember the parameters (for their shape, dtype,
+        device and memory format only, hence not ``save_for_backward``: the optimizer
+        may update them in place before a later backward)."""
+        ctx.params = params
         return theta.clone()
 
     @staticmethod
     def backward(ctx: Any, grad_theta: Tensor) -> tuple[Tensor, ...]:
-        """Pass ``grad_theta`` through; a zero gradient for every parameter."""
-        zeros = (torch.zeros(s, dtype=d, device=v) for s, d, v in ctx.param_meta)
-        return (grad_theta, *zeros)
+        """Pass ``grad_theta`` through; a zero gradient for every parameter, in the
+        parameter's memory format (a channels_last weight would otherwise get its zeros
+        copied into that format by autograd's gradient accumulation)."""
+        return (grad_theta, *(torch.zeros_like(p) for p in ctx.params))
 
 
 class SuperNetModule(nn.Module):
