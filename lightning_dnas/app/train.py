@@ -16,6 +16,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,10 @@ class Run:
             if done < epochs:
                 ckpt = last
                 print(f"resuming after epoch {done}/{epochs} from {last}", flush=True)
-        trainer.fit(module, datamodule=self.datamodule, ckpt_path=ckpt)
+        with warnings.catch_warnings():
+            # the resume folder holds the checkpoint we continue from: not a stale run
+            warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=self.datamodule, ckpt_path=ckpt)
         shutil.rmtree(resume, ignore_errors=True)
 
     def search(self, phase: Phase, start: Builder, after: str | None) -> tuple[Builder, dict]:
