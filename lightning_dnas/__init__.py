@@ -12,6 +12,7 @@ Engine (pure PyTorch)::
     search = PIT(model, example_input=x, cost="params")      # convert
     loss = task_loss(search(x), y) + search.regularizer(1e-6)  # lambda * soft cost
     net = search.export()                                      # plain nn.Module
+    export_onnx(net, x, "net.onnx")                            # + onnxruntime check
     spec = search.arch(); apply_arch(fresh_model, spec)        # rebuild the structure
 
     SuperNetModule([...candidates])   # place a choice in any network
@@ -25,6 +26,7 @@ from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
 from .nas.search import PIT, PITSuperNet, SuperNet
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
+from .onnx_export import OnnxExportError, export_onnx
 from .restore import restore
 from .stages import Stage, cascade_stages, default_stages
 
@@ -33,6 +35,7 @@ __all__ = [
     "CostModel",
     "DNASCallback",
     "LayerShape",
+    "OnnxExportError",
     "PITSuperNet",
     "Stage",
     "SuperNet",
@@ -41,6 +44,7 @@ __all__ = [
     "apply_arch",
     "cascade_stages",
     "default_stages",
+    "export_onnx",
     "restore",
     "set_softmax",
     "set_temperature",

@@ -6,7 +6,7 @@ the method (:mod:`~lightning_dnas.app.phases`), fine-tune the found network with
 these reused from ``cache_dir`` when an identical one was computed before, and continued
 from its last epoch when an earlier attempt was interrupted), and write into the run's
 output directory: ``config.yaml`` (resolved), ``checkpoints/`` (each phase's and the
-fine-tune's), ``export/`` (``arch.json``, ``model.pt``) and ``results.json``
+fine-tune's), ``export/`` (``arch.json``, ``model.pt``, ``model.onnx``) and ``results.json``
 (:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table.
 """
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from lightning_dnas.callback import DNASCallback
 from lightning_dnas.data import DatasetNotFoundError
+from lightning_dnas.onnx_export import OnnxExportError, export_onnx
 from lightning_dnas.restore import restore
 
 from .cache import cached
@@ -267,6 +268,8 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
     arch = {p.name: s["history"][-1]["arch"] for p, s in zip(phases, summaries, strict=True)}
     (export / "arch.json").write_text(json.dumps(arch, indent=1))
     torch.save(module.net, export / "model.pt")
+    if cfg.onnx:
+        _write_onnx(module.net, app.example, export / "model.onnx")
     lambdas = {p.name: {cfg.cost: float(p.strength)} for p in phases}
     found = Point(final.params, final.macs, final.val, final.test)
     search_id = make_search_id({"method": cfg.method.name, "keys": [s["key"] for s in summaries]})
@@ -285,6 +288,17 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
                        metric, ("seed", "found")))  # fmt: skip
     print(f"results: {out / 'results.json'}  ({result.wall_s:.1f} s)")
     return result
+
+
+def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """``export/model.onnx`` with its onnxruntime check, or a line saying why not (a
+    missing extra or a network the exporter cannot take does not fail the run)."""
+    try:
+        diff = export_onnx(net, example, path)
+    except (ModuleNotFoundError, OnnxExportError) as err:
+        print(f"ONNX export skipped: {err}")
+        return
+    print(f"ONNX: {path} (onnxruntime vs PyTorch max |diff| {diff:.2g})")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lightning_dnas.conf", config_name="config")

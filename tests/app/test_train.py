@@ -11,8 +11,9 @@ from lightning_dnas.app.pareto import main as pareto_main
 from lightning_dnas.app.results import RunResult
 from lightning_dnas.app.train import main
 
+# onnx=false: the ONNX export (about 2 s per run) is tested once, in the default cascade
 TINY = ["data.datamodule.num_samples=300", "method.warmup_epochs=1", "method.search_epochs=1",
-        "method.finetune_epochs=1", "trainer.log_every_n_steps=1"]  # fmt: skip
+        "method.finetune_epochs=1", "trainer.log_every_n_steps=1", "onnx=false"]  # fmt: skip
 CASCADE = ["method.supernet_epochs=1", "method.intermediate_finetune_epochs=1"]
 
 
@@ -23,7 +24,7 @@ def run(tmp_path: Path, *overrides: str, name: str = "run") -> RunResult:
 
 
 def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys):
-    result = run(tmp_path, *CASCADE)
+    result = run(tmp_path, *CASCADE, "onnx=true")
     out = capsys.readouterr().out
     assert result.method == "cascade" and result.data == "mnist1d"
     assert result.lambdas == {"supernet": {"params": 3e-6}, "pit": {"params": 1e-4}}
@@ -33,8 +34,10 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
     assert 0.0 <= result.final.test["acc"] <= 1.0 and "acc" in result.reference.test
     assert result.final.params == result.stages[-1].params
     run_dir = tmp_path / "run"
-    for path in ["config.yaml", "export/arch.json", "export/model.pt", "checkpoints/finetune.ckpt",
-                 "checkpoints/supernet.ckpt", "checkpoints/pit.ckpt"]:  # fmt: skip
+    assert "ONNX: " in out and "max |diff|" in out
+    for path in ["config.yaml", "export/arch.json", "export/model.pt", "export/model.onnx",
+                 "checkpoints/finetune.ckpt", "checkpoints/supernet.ckpt",
+                 "checkpoints/pit.ckpt"]:  # fmt: skip
         assert (run_dir / path).is_file(), path
     assert set(json.loads((run_dir / "export/arch.json").read_text())) == {"supernet", "pit"}
     table = out[out.index("seed network"):]
@@ -132,3 +135,20 @@ def test_the_same_run_again_reuses_every_part_and_gives_the_same_results(tmp_pat
     assert (again.stages, again.final, again.reference) == (
         first.stages, first.final, first.reference)
     assert (tmp_path / "b" / "checkpoints" / "finetune.ckpt").is_file()
+
+
+def test_onnx_export_is_optional_and_a_missing_extra_does_not_fail_the_run(
+    tmp_path, capsys, monkeypatch
+):
+    result = run(tmp_path, "method=pit", name="off")  # TINY has onnx=false
+    assert result.final.params > 0 and not (tmp_path / "off" / "export" / "model.onnx").exists()
+
+    import lightning_dnas.app.train as app_train
+
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("ONNX export needs onnxruntime")
+
+    monkeypatch.setattr(app_train, "export_onnx", missing)
+    run(tmp_path, "method=pit", "onnx=true", name="missing")
+    assert "ONNX export skipped: ONNX export needs onnxruntime" in capsys.readouterr().out
+    assert (tmp_path / "missing" / "results.json").is_file()
