@@ -5,7 +5,8 @@ straight-through gradient ``<dL/dy, y_i>`` (and its BatchNorm statistics): its o
 an internal value, so it may be computed in whichever memory format the backend runs
 fastest. On CPU, oneDNN's 2-D convolutions and BatchNorm run about 2-3x faster forward in
 channels_last than in the default (NCHW) format (measured in docs/BENCHMARKS.md), so
-:func:`unselected_input` hands such candidates a channels_last copy of their input.
+such candidates get a channels_last copy of their input where
+:func:`channels_last_helps`.
 
 The values are the same up to floating-point rounding (a convolution sums in a different
 order), which is why it is limited to candidates whose result cannot depend on the memory
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LAYOUT_FREE_LAYERS", "is_layout_free", "unselected_input"]
+__all__ = ["LAYOUT_FREE_LAYERS", "channels_last_helps", "is_layout_free"]
 
 LAYOUT_FREE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
@@ -55,21 +56,16 @@ def is_layout_free(module: nn.Module) -> bool:
     return type(module) in LAYOUT_FREE_LAYERS
 
 
-def unselected_input(x: Tensor) -> Tensor | None:
-    """A channels_last copy of ``x`` for the unselected candidates, or ``None`` to keep ``x``.
-
-    Only for a 4-D floating-point CPU tensor in the default contiguous format with oneDNN
-    available (where channels_last was measured faster); a tensor that is already
-    channels_last, or for which both formats coincide (``C == 1`` or ``H * W == 1``), is
-    left alone.
-    """
-    if not (
+def channels_last_helps(x: Tensor) -> bool:
+    """Whether unselected candidates should get ``x`` in channels_last: a 4-D
+    floating-point CPU tensor in the default contiguous format with oneDNN available (where
+    channels_last was measured faster). Not for a tensor already in channels_last, nor one
+    for which both formats coincide (``C == 1`` or ``H * W == 1``)."""
+    return (
         x.dim() == 4
         and x.device.type == "cpu"
         and x.is_floating_point()
         and torch.backends.mkldnn.is_available()
         and x.is_contiguous()
         and not x.is_contiguous(memory_format=torch.channels_last)
-    ):
-        return None
-    return x.contiguous(memory_format=torch.channels_last)
+    )

@@ -16,7 +16,7 @@ from .combiner import (
     validate_mode,
     validate_temperature,
 )
-from .layout import is_layout_free, unselected_input
+from .layout import channels_last_helps, is_layout_free
 
 __all__ = [
     "EVAL_MODES",
@@ -393,13 +393,16 @@ class SuperNetModule(nn.Module):
         once) for the unselected layout-free candidates that compute something (an
         Identity returns its input as it is), ``x`` for the others
         (:attr:`channels_last_unselected`)."""
+        if not (self.channels_last_unselected and channels_last_helps(x)):
+            return [x] * len(modules)
         converts = [
-            i != selected and self.channels_last_unselected and not isinstance(m, nn.Identity)
-            and is_layout_free(m)
+            i != selected and not isinstance(m, nn.Identity) and is_layout_free(m)
             for i, m in enumerate(modules)
-        ]  # fmt: skip
-        fast = unselected_input(x) if any(converts) else None
-        return [fast if fast is not None and c else x for c in converts]
+        ]
+        if not any(converts):
+            return [x] * len(modules)
+        fast = x.contiguous(memory_format=torch.channels_last)
+        return [fast if c else x for c in converts]
 
     def _mix(self, weights: Sequence[Tensor], outputs: list[Tensor]) -> Tensor:
         """``sum_i weights[i] * outputs[i]`` after checking that all shapes agree."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lightning_dnas.nas.supernet.layout import is_layout_free, unselected_input
+from lightning_dnas.nas.supernet.layout import channels_last_helps, is_layout_free
 from lightning_dnas.zoo.supernets import ConvBNAct, DepthwiseSeparable
 
 
@@ -57,11 +57,8 @@ def test_pit_masked_layers_declare_layout_free() -> None:
     assert MaskedConv.layout_free and MaskedBatchNorm.layout_free
 
 
-def test_unselected_input_is_a_channels_last_copy_of_a_default_format_batch() -> None:
-    x = torch.randn(2, 3, 5, 4)
-    y = unselected_input(x)
-    assert y is not None and y.is_contiguous(memory_format=torch.channels_last)
-    assert not y.is_contiguous() and torch.equal(y, x)
+def test_channels_last_helps_a_default_format_4d_cpu_batch() -> None:
+    assert channels_last_helps(torch.randn(2, 3, 5, 4))
 
 
 @pytest.mark.parametrize(
@@ -75,5 +72,5 @@ def test_unselected_input_is_a_channels_last_copy_of_a_default_format_batch() ->
         torch.randint(0, 5, (2, 3, 5, 4)),  # not floating point
     ],
 )
-def test_unselected_input_leaves_other_tensors_alone(x: Tensor) -> None:
-    assert unselected_input(x) is None
+def test_channels_last_does_not_help_other_tensors(x: Tensor) -> None:
+    assert not channels_last_helps(x)
