@@ -23,7 +23,9 @@ peak-RSS mark (``/proc/self/clear_refs``, Linux) after building the model and ba
 reports the growth of the peak (``VmHWM``) over the resident size at that point.
 
 Usage: ``python benchmarks/supernet_hard_step.py [--rounds 8] [--steps-per-round 4]
-[--channels-last]`` (the last puts every variant, the reference too, in channels_last).
+[--channels-last] [--model dscnn|resnet8|mobilenetv1]`` (``--channels-last`` puts every
+variant, the reference too, in channels_last; ``--model`` measures another zoo SuperNet:
+ResNet-8 on 3x32x32, MobileNetV1 on 3x96x96, batch 32).
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning_dnas import SuperNet, SuperNetModule
 from lightning_dnas.nas.arch import set_submodule
 from lightning_dnas.nas.supernet import supernet_modules
-from lightning_dnas.zoo import DSCNNSuperNet
+from lightning_dnas.zoo import DSCNNSuperNet, MobileNetV1SuperNet, ResNet8SuperNet
 
-BATCH = 100
-INPUT = (1, 49, 10)
-CLASSES = 12
+MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int]] = {
+    # name: (constructor, input shape of one sample, batch, classes)
+    "dscnn": (DSCNNSuperNet, (1, 49, 10), 100, 12),
+    "resnet8": (ResNet8SuperNet, (3, 32, 32), 32, 10),
+    "mobilenetv1": (MobileNetV1SuperNet, (3, 96, 96), 32, 2),
+}
 VARIANTS = (
     "reference", "softmax", "gumbel", "hard_softmax", "hard_gumbel", "hard_gumbel_same_format"
 )
@@ -71,16 +76,19 @@ class PlainSum(nn.Module):
         return out
 
 
-def make_step(variant: str, channels_last: bool = False) -> Callable[[], None]:
+def make_step(
+    variant: str, channels_last: bool = False, model: str = "dscnn"
+) -> Callable[[], None]:
     """Build model, batch and optimizers; return a closure doing one training step
     (``channels_last``: network and batch in that memory format, for every variant)."""
     torch.manual_seed(0)
-    net = DSCNNSuperNet().train()
-    x = torch.randn(BATCH, *INPUT)
+    build, shape, batch, classes = MODELS[model]
+    net = build().train()
+    x = torch.randn(batch, *shape)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, CLASSES, (BATCH,))
+    y = torch.randint(0, classes, (batch,))
     if variant == "reference":
         for name, module in list(net.named_modules()):
             if isinstance(module, SuperNetModule):
@@ -120,12 +128,12 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def measure_memory(variant: str, steps: int, channels_last: bool) -> None:
+def measure_memory(variant: str, steps: int, channels_last: bool, model: str) -> None:
     """Subprocess entry: build ``variant``, reset the peak mark, run ``steps`` steps,
     print the peak-RSS growth in KiB."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    step = make_step(variant, channels_last)
+    step = make_step(variant, channels_last, model)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     base = _status_kib("VmRSS")
@@ -134,10 +142,10 @@ def measure_memory(variant: str, steps: int, channels_last: bool) -> None:
     print(_status_kib("VmHWM") - base)
 
 
-def peak_rss_kib(variant: str, steps: int, channels_last: bool) -> int:
+def peak_rss_kib(variant: str, steps: int, channels_last: bool, model: str) -> int:
     """Run :func:`measure_memory` in a fresh interpreter; return its peak growth (KiB)."""
     out = subprocess.run(
-        [sys.executable, __file__, "--mem", variant, "--mem-steps", str(steps),
+        [sys.executable, __file__, "--mem", variant, "--mem-steps", str(steps), "--model", model,
          *(["--channels-last"] if channels_last else [])],
         check=True,
         capture_output=True,
@@ -152,18 +160,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps-per-round", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(MODELS), default="dscnn",
+                        help="the SuperNet (default dscnn, the measurement of SPEC section 5)")
     parser.add_argument("--mem", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--mem-steps", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--channels-last", action="store_true",
                         help="every variant (the reference too) in channels_last memory format")
     args = parser.parse_args()
     if args.mem:
-        measure_memory(args.mem, args.mem_steps, args.channels_last)
+        measure_memory(args.mem, args.mem_steps, args.channels_last, args.model)
         return
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    steps = {v: make_step(v, args.channels_last) for v in VARIANTS}
+    steps = {v: make_step(v, args.channels_last, args.model) for v in VARIANTS}
     for v in VARIANTS:
         for _ in range(args.warmup):
             steps[v]()
@@ -176,10 +186,12 @@ def main() -> None:
                 times[v].append(time.perf_counter() - t0)
 
     ref_ms = statistics.median(times["reference"]) * 1e3
-    mems = {v: peak_rss_kib(v, args.mem_steps, args.channels_last) for v in VARIANTS}
+    mems = {v: peak_rss_kib(v, args.mem_steps, args.channels_last, args.model)
+            for v in VARIANTS}
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
-        f"input {INPUT}, {len(times['reference'])} steps per variant "
+        f"{args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"batch {MODELS[args.model][2]}, input {MODELS[args.model][1]}, "
+        f"{len(times['reference'])} steps per variant "
         f"({args.rounds} interleaved rounds x {args.steps_per_round})"
         + (", channels_last" if args.channels_last else "")
     )
