@@ -123,7 +123,10 @@ def _write(model: nn.Module, example_input: Tensor, path: Path, dynamic_batch: b
 
 
 def _export(model: nn.Module, example_input: Tensor, path: Path, shapes: tuple | None) -> None:
+    """One ``torch.onnx.export`` call (the torch.export-based exporter)."""
     with warnings.catch_warnings():
+        # The exporter narrates its internal fallbacks through warnings; what matters to
+        # the user (a fixed batch, a mismatch) is checked on the written file instead.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (example_input,), str(path), dynamo=True, dynamic_shapes=shapes,
