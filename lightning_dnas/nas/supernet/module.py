@@ -238,7 +238,11 @@ class SuperNetModule(nn.Module):
         last_theta: the ``theta`` used by the last forward (``None`` before the first),
             still attached to the autograd graph after a training forward, for the
             thesis' "sampled theta" cost option.
+        channels_last_unselected: see Args; settable at any time.
     """
+
+    # Class-level default too: a module pickled before the option existed still runs.
+    channels_last_unselected: bool = True
 
     def __init__(
         self,

@@ -560,3 +560,10 @@ def test_hard_mix_under_autocast_keeps_the_plain_sums_dtype(mode: str) -> None:
         assert out.dtype == torch.float32
         out.sum().backward()
         assert m.alpha.grad is not None
+
+
+def test_a_module_pickled_without_the_layout_option_still_runs() -> None:
+    m = make_supernet(softmax="hard_gumbel")
+    del m.channels_last_unselected  # as unpickled from before the option existed
+    assert m.channels_last_unselected is True
+    assert m(x_input()).shape == x_input().shape
