@@ -188,11 +188,14 @@ class Run:
             seed_everything(cfg.finetune_seed, workers=True)
             return self.module(build(), final_epochs=epochs)
 
+        trained: list[LightningModule] = []  # the module when computed here, not reused
+
         def compute(folder: Path) -> None:
             seed_everything(cfg.finetune_seed, workers=True)
             module = self.module(build(), final_epochs=epochs)
             self.fit(module, epochs, [EpochPrinter("finetune")], folder)
             module.trainer.save_checkpoint(folder / "finetune.ckpt")
+            trained.append(module)
 
         key = {**self.base, "after": after, "finetune_seed": cfg.finetune_seed,
                "finetune_epochs": epochs, "anneal": cfg.anneal_final}  # fmt: skip
@@ -202,6 +205,8 @@ class Run:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if folder / "finetune.ckpt" != ckpt:
             shutil.copyfile(folder / "finetune.ckpt", ckpt)
+        if trained:
+            return trained[0]
         module = self.module(build(), final_epochs=epochs)
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
