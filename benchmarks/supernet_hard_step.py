@@ -45,7 +45,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning_dnas import SuperNet, SuperNetModule
-from lightning_dnas.nas.arch import set_submodule
+from lightning_dnas.nas.modules import set_submodule
 from lightning_dnas.nas.supernet import supernet_modules
 from lightning_dnas.zoo import DSCNNSuperNet, MobileNetV1SuperNet, ResNet8SuperNet
 

@@ -21,10 +21,10 @@ Engine (pure PyTorch)::
 
 from typing import TYPE_CHECKING, Any
 
-from .nas.arch import apply_arch
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
-from .nas.search import PIT, PITSuperNet, SuperNet
+from .nas.methods import PIT, PITSuperNet, SuperNet
+from .nas.spec import apply_arch
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
 from .onnx_export import OnnxExportError, export_onnx
 from .restore import restore

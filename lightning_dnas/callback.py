@@ -27,27 +27,20 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torchmetrics import Metric
 
-from .nas.arch import set_submodule
 from .nas.cost.models import resolve_costs
-from .nas.search import DNAS
+from .nas.engine import DNAS
+from .nas.methods import METHODS
+from .nas.modules import set_submodule
 from .nas.supernet.combiner import MODES
 from .restore import (
-    PRESETS,
     NetworkStructure,
     StructureKeeper,
     encode_options,
     example_record,
 )
-from .stages import METHODS, Stage, default_stages, parse_stages
+from .stages import Stage, default_stages, parse_stages
 
 SEARCH_MODES = ("joint", "alternating")
-_CONVERTER_OPTIONS = {
-    "pit": ("include", "exclude", "train_channels", "train_rf", "train_dilation",
-            "leaf_modules"),
-    "supernet": ("leaf_modules",),
-    "pitsupernet": ("include", "exclude", "train_channels", "train_rf", "train_dilation",
-                    "leaf_modules"),
-}  # fmt: skip
 
 
 class DNASCallback(Callback):
@@ -100,7 +93,7 @@ class DNASCallback(Callback):
     ``dnas/temperature/<choice>`` when the choices' temperatures differ) and
     ``dnas/theta/<choice>/<candidate>`` (``softmax(alpha / T)``). With a ``WandbLogger``,
     each export also logs the tables ``dnas/<stage>/layers`` (see
-    :meth:`~lightning_dnas.nas.search.DNAS.layer_widths`) and ``dnas/<stage>/choices``,
+    :meth:`~lightning_dnas.nas.engine.DNAS.layer_widths`) and ``dnas/<stage>/choices``,
     the artifacts ``dnas-arch-<run id>`` (``arch.json``: the :attr:`history` record) and
     ``dnas-model-<run id>`` (``model.pt``: ``torch.save`` of the exported network), one
     version per export aliased with the stage name, and sets ``dnas/final_<cost>`` in the
@@ -237,7 +230,7 @@ class DNASCallback(Callback):
     def _check_options(self) -> None:
         for stage in self.stages:
             if stage.kind in ("warmup", "search"):
-                allowed = _CONVERTER_OPTIONS[stage.method]  # type: ignore[index]
+                allowed = METHODS[stage.method].converter_options  # type: ignore[index]
                 bad = set(self.converter) - set(allowed)
                 if bad:
                     raise MisconfigurationException(
@@ -325,8 +318,9 @@ class DNASCallback(Callback):
         net = pl_module.get_submodule(self.network)
         device = next(net.parameters()).device
         example = _to(self._example, device)
-        options = {k: v for k, v in self.converter.items() if k in _CONVERTER_OPTIONS[method]}
-        search = PRESETS[method](net, example, cost=self._cost_arg, **options)
+        allowed = METHODS[method].converter_options
+        options = {k: v for k, v in self.converter.items() if k in allowed}
+        search = METHODS[method].cls(net, example, cost=self._cost_arg, **options)
         search.to(device)
         structure = copy.deepcopy(self._keeper.structure)
         structure.method, structure.options = method, encode_options(options)

@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .nas.arch import apply_arch, set_submodule
-from .nas.search import DNAS, PIT, PITSuperNet, SuperNet
+from .nas.engine import DNAS
+from .nas.methods import get_method
+from .nas.modules import set_submodule
+from .nas.spec import apply_arch
 
 STATE_KEY = "_lightning_dnas"
 FORMAT = "lightning_dnas.structure/1"
-PRESETS: dict[str, type[DNAS]] = {"pit": PIT, "supernet": SuperNet, "pitsupernet": PITSuperNet}
 
 
 @dataclass
@@ -121,7 +122,8 @@ def build_network(
         net = apply_arch(net, spec)
     if structure.method is None:
         return net
-    return PRESETS[structure.method](net, example, cost=cost, **decode_options(structure.options))
+    method = get_method(structure.method).cls
+    return method(net, example, cost=cost, **decode_options(structure.options))
 
 
 class StructureKeeper:

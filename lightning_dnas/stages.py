@@ -14,11 +14,14 @@ fine-tune -> PIT search -> export -> fine-tune, see :func:`cascade_stages`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .nas.methods import METHODS
+
 KINDS = ("warmup", "search", "finetune")
-METHODS = ("pit", "supernet", "pitsupernet")
+# Stage-list recipes with more than one method (the application's ``method=cascade``).
+RECIPES = ("cascade",)
 ARCH_PARAMS = ("logits", "masks")
 
 
@@ -132,11 +135,12 @@ def _complete(i: int, stage: Stage, stages: Sequence[Stage]) -> Stage:
 
 def default_stages(
     method: str, warmup: int = 0, search: int = 10, finetune: int = 10,
-    patience: int | None = None,
+    patience: int | None = None, train: Sequence[str] = ARCH_PARAMS,
 ) -> list[Stage]:  # fmt: skip
-    """``warmup -> search -> fine-tune`` for one method (a zero count drops that stage)."""
+    """``warmup -> search -> fine-tune`` for one method (a zero count drops that stage);
+    ``train``: the architecture parameters the search trains."""
     stages = [Stage("warmup", warmup, method)] if warmup else []
-    stages.append(Stage("search", search, method, patience=patience))
+    stages.append(Stage("search", search, method, train=tuple(train), patience=patience))
     if finetune:
         stages.append(Stage("finetune", finetune))
     return parse_stages(stages)
@@ -146,17 +150,33 @@ def cascade_stages(
     supernet: int = 10, pit: int = 10, finetune: int = 10, warmup: int = 0,
     intermediate_finetune: int = 5, supernet_strength: float | Mapping[str, float] | None = None,
     pit_strength: float | Mapping[str, float] | None = None, patience: int | None = None,
+    train: Sequence[str] = ARCH_PARAMS,
 ) -> list[Stage]:  # fmt: skip
     """The thesis' cascade: [warmup ->] SuperNet search -> export -> fine-tune -> PIT search ->
     export -> fine-tune. The intermediate fine-tune (on by default, as in the thesis, where
-    PIT starts from a fine-tuned SuperNet point) is dropped with ``intermediate_finetune=0``.
+    PIT starts from a fine-tuned SuperNet point) is dropped with ``intermediate_finetune=0``;
+    ``train``: the architecture parameters both searches train.
     """
     stages = [Stage("warmup", warmup, "supernet")] if warmup else []
-    stages.append(Stage("search", supernet, "supernet", strength=supernet_strength,
-                        patience=patience))  # fmt: skip
+    stages.append(Stage("search", supernet, "supernet", tuple(train), supernet_strength,
+                        patience))  # fmt: skip
     if intermediate_finetune:
         stages.append(Stage("finetune", intermediate_finetune))
-    stages.append(Stage("search", pit, "pit", strength=pit_strength, patience=patience))
+    stages.append(Stage("search", pit, "pit", tuple(train), pit_strength, patience))
     if finetune:
         stages.append(Stage("finetune", finetune))
     return parse_stages(stages)
+
+
+def split_phases(stages: Sequence[Stage]) -> list[list[Stage]]:
+    """Cut a stage list before every search that follows a fine-tune: each part starts from
+    a plain network and converts it once, so each can run as a fit of its own (the
+    application's phases, cached separately). Each part is parsed again, its stages named
+    from 0 as in a fit of its own."""
+    parts: list[list[Stage]] = [[]]
+    for i, stage in enumerate(stages):
+        if stage.kind in ("warmup", "search") and i and stages[i - 1].kind == "finetune":
+            parts.append([])
+        parts[-1].append(replace(stage, name=""))
+    return [parse_stages(part) for part in parts]
+

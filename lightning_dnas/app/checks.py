@@ -9,7 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_dnas.stages import METHODS
+from lightning_dnas.nas.methods import METHODS
+from lightning_dnas.stages import RECIPES
 
 _COSTS = ("params", "macs")
 
@@ -43,9 +44,9 @@ def check_config(cfg: DictConfig) -> None:
     or learning rate that is not a non-negative number, an unknown method or cost, a
     SuperNet method for a model without a SuperNet variant, bad epoch counts or seeds."""
     method = cfg.method
-    if method.name not in (*METHODS, "cascade"):
+    if method.name not in (*METHODS, *RECIPES):
         raise ConfigError(f"method.name {method.name!r} is unknown; valid: "
-                          f"{[*METHODS, 'cascade']}")  # fmt: skip
+                          f"{[*METHODS, *RECIPES]}")  # fmt: skip
     _number(cfg, "method.strength")
     if method.name == "cascade":
         _number(cfg, "method.supernet_strength")
@@ -63,7 +64,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
     if cfg.cost not in _COSTS:
         raise ConfigError(f"cost {cfg.cost!r} is unknown; valid: {list(_COSTS)}")
-    if method.name != "pit" and cfg.model.get("supernet") is None:
+    needs_choices = method.name in RECIPES or METHODS[method.name].searches_choices
+    if needs_choices and cfg.model.get("supernet") is None:
         raise ConfigError(f"model {cfg.model.name!r} has no SuperNet variant, so method "
                           f"{method.name!r} cannot run on it; use method=pit")  # fmt: skip
 

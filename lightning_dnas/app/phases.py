@@ -18,7 +18,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from lightning_dnas.callback import DNASCallback
-from lightning_dnas.stages import Stage, parse_stages
+from lightning_dnas.nas.methods import METHODS
+from lightning_dnas.stages import Stage, cascade_stages, default_stages, split_phases
 
 from .report import network_costs
 from .results import StageRecord
@@ -40,24 +41,26 @@ class Phase:
 
 
 def plan(method: Any) -> tuple[str, list[Phase]]:
-    """``(start network, phases)`` for a ``method`` config: the start network is
-    ``"seed"`` for PIT and ``"supernet"`` for the others."""
+    """``(start network, phases)`` for a ``method`` config: the stage list that
+    :mod:`lightning_dnas.stages` builds for it (without the final fine-tune, a fit of its
+    own), cut into phases by :func:`~lightning_dnas.stages.split_phases`. The start network
+    is ``"supernet"`` when the first search needs SuperNet choices, else ``"seed"``."""
     train = tuple(method.train)
     if method.name == "cascade":
-        coarse = [Stage("warmup", method.warmup_epochs)] if method.warmup_epochs else []
-        coarse.append(Stage("search", method.supernet_epochs, "supernet", train=train,
-                            patience=method.patience))  # fmt: skip
-        if method.intermediate_finetune_epochs:
-            coarse.append(Stage("finetune", method.intermediate_finetune_epochs))
-        fine = [Stage("search", method.search_epochs, "pit", train=train,
-                      patience=method.patience)]  # fmt: skip
-        return "supernet", [Phase("supernet", parse_stages(coarse), method.supernet_strength),
-                            Phase("pit", parse_stages(fine), method.strength)]  # fmt: skip
-    stages = [Stage("warmup", method.warmup_epochs)] if method.warmup_epochs else []
-    stages.append(Stage("search", method.search_epochs, method.name, train=train,
-                        patience=method.patience))  # fmt: skip
-    start = "seed" if method.name == "pit" else "supernet"
-    return start, [Phase(method.name, parse_stages(stages), method.strength)]
+        stages = cascade_stages(method.supernet_epochs, method.search_epochs, finetune=0,
+                                warmup=method.warmup_epochs,
+                                intermediate_finetune=method.intermediate_finetune_epochs,
+                                patience=method.patience, train=train)  # fmt: skip
+        strengths = [method.supernet_strength, method.strength]
+    else:
+        stages = default_stages(method.name, method.warmup_epochs, method.search_epochs, 0,
+                                method.patience, train)  # fmt: skip
+        strengths = [method.strength]
+    parts = split_phases(stages)
+    methods = [next(s.method for s in part if s.kind == "search") for part in parts]
+    start = "supernet" if METHODS[methods[0]].searches_choices else "seed"
+    return start, [Phase(m, part, strength)
+                   for m, part, strength in zip(methods, parts, strengths, strict=True)]
 
 
 def total_epochs(phases: list[Phase], finetune_epochs: int) -> int:

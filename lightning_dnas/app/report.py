@@ -8,7 +8,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lightning_dnas.nas.search import DNAS, PIT
+from lightning_dnas.nas.engine import DNAS
+from lightning_dnas.nas.methods import PIT
 
 from .results import Point
 

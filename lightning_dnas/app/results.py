@@ -36,8 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lightning_dnas.nas.methods import METHODS as SEARCH_METHODS
+from lightning_dnas.stages import RECIPES
+
 FORMAT = "lightning_dnas.results/1"
-METHODS = ("pit", "supernet", "pitsupernet", "cascade", "seed")
+# The run kinds a results file may name: every search method, every recipe, the seed.
+METHODS = (*SEARCH_METHODS, *RECIPES, "seed")
 TASKS = ("classification", "anomaly")
 STAGE_KINDS = ("warmup", "search", "export", "finetune")
 

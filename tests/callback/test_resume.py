@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_dnas import restore
 from lightning_dnas.callback import DNASCallback
-from lightning_dnas.nas.search import DNAS
+from lightning_dnas.nas.engine import DNAS
 from lightning_dnas.stages import cascade_stages
 
 from .modules import Classifier, TinySuperNet, loaders

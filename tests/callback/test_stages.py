@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from lightning_dnas import DNASCallback, Stage
-from lightning_dnas.nas.search import DNAS
+from lightning_dnas.nas.engine import DNAS
 from lightning_dnas.stages import parse_stages
 
 from .modules import Classifier, TinySuperNet, TinyTCN, loaders

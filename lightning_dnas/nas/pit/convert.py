@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from ..arch import set_submodule
 from ..graph.channels import (
     BINARY,
     NON_TENSOR,
@@ -34,6 +33,7 @@ from ..graph.channels import (
     op_name,
 )
 from ..graph.trace import choice_mix
+from ..modules import set_submodule
 from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLayerNorm, MaskedLinear
 from .masks import ChannelMask, TapMask
 

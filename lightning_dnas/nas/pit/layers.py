@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from ..modules import set_submodule
 from .masks import ChannelMask, TapMask
 
 
@@ -234,3 +235,11 @@ class MaskedLayerNorm(nn.Module):
     def forward(self, *args, **kwargs) -> Tensor:
         with _KeptChannelsMode(self.layer, self._mask(args[0])):
             return self.layer(*args, **kwargs)
+
+
+def unwrap_masked(net: nn.Module) -> nn.Module:
+    """Replace every masked layer of ``net`` by the plain layer it wraps (in place)."""
+    for name, module in list(net.named_modules()):
+        if isinstance(module, (MaskedConv, MaskedLinear, MaskedBatchNorm, MaskedLayerNorm)):
+            set_submodule(net, name, module.layer)
+    return net

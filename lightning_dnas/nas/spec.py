@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .modules import set_submodule
 from .pit.export import (
     export_conv,
     export_group_norm,
@@ -40,13 +41,6 @@ from .supernet.module import SuperNetModule
 
 FORMAT = "lightning_dnas.arch/1"
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-
-
-def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
-    """Replace the submodule at dotted path ``name`` of ``root`` by ``module``."""
-    parent_name, _, leaf = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, leaf, module)
 
 
 def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
