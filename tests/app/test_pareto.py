@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightning_dnas.app.front import maximize_metric, pareto_mask
-from lightning_dnas.app.pareto import ParetoError, analyse, main
-from lightning_dnas.app.pareto_output import GROUP_COLUMNS, group_rows, write_outputs
+from lightning_dnas.app.pareto.analysis import analyse
+from lightning_dnas.app.pareto.cli import main
+from lightning_dnas.app.pareto.front import maximize_metric, pareto_mask
+from lightning_dnas.app.pareto.model import ParetoError
+from lightning_dnas.app.pareto.output import GROUP_COLUMNS, group_rows, write_outputs
 from tests.app.runs import make_run, write_sweep
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_dnas.app.pareto import main as pareto_main
+from lightning_dnas.app.pareto.cli import main as pareto_main
 from lightning_dnas.app.results import RunResult
 from lightning_dnas.app.train import main
 

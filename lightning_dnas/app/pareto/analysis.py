@@ -1,126 +1,20 @@
-"""The Pareto tool: read the ``results.json`` of one or more sweeps, average and mark fronts.
-
-``python -m lightning_dnas.pareto <sweep dir> [...] [--cost params|macs] [--metric acc]
-[--split test|val] [--direction max|min] [--out DIR] [--wandb]``
-
-Grouping follows the thesis protocol (SPEC section 6): runs of one ``(method, search_id)``
-are fine-tune seeds of one searched architecture and are averaged (mean and sample std of
-the metric) into a :class:`Group`. Searches that share the whole configuration but not the
-full-pipeline ``seed`` are averaged again into a :class:`SeedGroup`, reported separately.
-"""
+"""Loading sweeps and grouping their runs (SPEC section 6's protocol): fine-tune seeds of
+one search averaged into a :class:`Group`, full-pipeline seeds of one configuration into a
+:class:`SeedGroup`, fronts marked."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ..results import Point, ResultsError, RunResult
 from .front import maximize_metric, pareto_mask
-from .pareto_output import markdown, write_outputs
-from .results import Point, ResultsError, RunResult
-
-DEFAULT_METRIC = {"classification": "acc", "anomaly": "auc"}
-
-
-class ParetoError(Exception):
-    """Input the tool cannot report on (no results, mixed tasks without ``--metric``)."""
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """One readable ``results.json``, with the sweep directory (as given) it was found in."""
-
-    path: Path
-    sweep: str
-    result: RunResult
-
-
-@dataclass(frozen=True)
-class Group:
-    """One searched architecture: its fine-tune seeds' ``metric`` as mean and sample std
-    (``None`` for a single run). ``pareto``: on the front of all groups of the report;
-    ``pareto_method``: on the front of its method's groups."""
-
-    method: str
-    lambdas: str
-    search_id: str
-    seed: int
-    data: str
-    model: str
-    sweep: str
-    params: float
-    macs: float
-    mean: float
-    std: float | None
-    n: int
-    finetune_seeds: tuple[int | None, ...]
-    pareto: bool = False
-    pareto_method: bool = False
-
-    def cost(self, name: str) -> float:
-        """``params`` or ``macs``."""
-        return getattr(self, name)
-
-
-@dataclass(frozen=True)
-class SeedGroup:
-    """One search configuration over full-pipeline seeds: the mean and sample std, across
-    seeds, of each seed's cost and fine-tune-averaged metric (std ``None`` for one seed)."""
-
-    method: str
-    lambdas: str
-    data: str
-    model: str
-    params_mean: float
-    params_std: float | None
-    macs_mean: float
-    macs_std: float | None
-    mean: float
-    std: float | None
-    n: int
-    seeds: tuple[int, ...]
-    pareto: bool = False
-    pareto_method: bool = False
-
-    def cost(self, name: str) -> float:
-        """Mean ``params`` or ``macs`` over seeds."""
-        return getattr(self, f"{name}_mean")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The seed model of one ``(data, model)``: distinct reference records averaged."""
-
-    data: str
-    model: str
-    params: float
-    macs: float
-    mean: float
-    std: float | None
-    n: int
-
-
-@dataclass(frozen=True)
-class ParetoReport:
-    """What the tool found: groups sorted by method then cost, and what it skipped."""
-
-    sweeps: tuple[str, ...]
-    cost: str
-    metric: str
-    split: str
-    maximize: bool
-    groups: list[Group]
-    seed_groups: list[SeedGroup]
-    references: list[Reference]
-    skipped: list[str]
-    warnings: list[str]
+from .model import DEFAULT_METRIC, Group, LoadedRun, ParetoError, ParetoReport, Reference, SeedGroup
 
 
 def load_sweeps(sweep_dirs: Sequence[str | Path]) -> tuple[list[LoadedRun], list[str]]:
@@ -176,7 +70,7 @@ def analyse(
 ) -> ParetoReport:
     """Load the sweeps and build the report. ``metric`` defaults to ``acc`` for
     classification and ``auc`` for anomaly runs; ``maximize`` defaults to the metric's
-    direction (:func:`~lightning_dnas.app.front.maximize_metric`)."""
+    direction (:func:`~lightning_dnas.app.pareto.front.maximize_metric`)."""
     if cost not in ("params", "macs"):
         raise ParetoError(f"cost must be params or macs, not {cost!r}")
     runs, skipped = load_sweeps(sweep_dirs)
@@ -343,66 +237,3 @@ def _marked(items: list[G], cost: str, maximize: bool) -> list[G]:
         dataclasses.replace(g, pareto=every, pareto_method=per_method[i])
         for i, (g, every) in enumerate(zip(items, front(items), strict=True))
     ]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m lightning_dnas.pareto``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lightning_dnas.pareto",
-        description="Average sweeps' results.json over fine-tune seeds, mark the Pareto "
-        "fronts, write pareto.csv, pareto_seeds.csv, pareto.md and pareto.png.",
-    )
-    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep directories (overlaid)")
-    parser.add_argument("--cost", choices=("params", "macs"), default="params")
-    parser.add_argument("--metric", help="metric name (default: acc, or auc for anomaly)")
-    parser.add_argument("--split", choices=("test", "val"), default="test")
-    parser.add_argument(
-        "--direction",
-        choices=("max", "min"),
-        help="override the metric's direction (default: from its name)",
-    )
-    parser.add_argument(
-        "--out", type=Path, help="output directory (default: the sweep dir; required for several)"
-    )
-    parser.add_argument(
-        "--wandb",
-        action="store_true",
-        help="also log the table and plots to a W&B run (offline unless WANDB_MODE says otherwise)",
-    )
-    parser.add_argument("--wandb-project", default="lightning_dnas")
-    parser.add_argument("--wandb-group", default=None)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tool; returns the exit status (2 on bad input, with a one-line error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.out is None and len(args.sweeps) > 1:
-        parser.error("--out is required with several sweep dirs")
-    maximize = None if args.direction is None else args.direction == "max"
-    try:
-        report = analyse(
-            args.sweeps, cost=args.cost, metric=args.metric, split=args.split, maximize=maximize
-        )
-        paths = write_outputs(
-            report,
-            args.out or args.sweeps[0],
-            wandb=args.wandb,
-            project=args.wandb_project,
-            group=args.wandb_group,
-        )
-    except (ParetoError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as err:  # --wandb without the optional extra
-        print(f"error: {err}: pip install 'lightning_dnas[wandb]'", file=sys.stderr)
-        return 2
-    for message in report.skipped:
-        print(f"skipped: {message}", file=sys.stderr)
-    for message in report.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    print(markdown(report))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    return 0

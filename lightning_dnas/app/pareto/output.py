@@ -1,4 +1,5 @@
-"""Writers for a :class:`~lightning_dnas.app.pareto.ParetoReport`: CSV, Markdown, PNG, W&B.
+"""Writers for a :class:`~lightning_dnas.app.pareto.model.ParetoReport`: CSV, Markdown, PNG,
+W&B.
 
 Files written into the output directory:
 
@@ -18,12 +19,11 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from .pareto import ParetoReport
+from .model import ParetoReport
 
 GROUP_COLUMNS = [
     "method",
