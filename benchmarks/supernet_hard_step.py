@@ -12,7 +12,7 @@ ReLU), input 1x49x10, batch 100, cross-entropy, SGD (momentum 0.9) on the weight
   the architecture logits (learning rate 0, so alpha stays at its uniform init and the
   Gumbel selection keeps varying, the measurement condition of SPEC section 5).
   In the hard modes the unselected candidates run in channels_last (the default
-  ``SuperNetModule.channels_last_unselected``, see ``nas/supernet/layout.py``).
+  ``SuperNetModule.channels_last_unselected``, see ``nas/supernet/memory_format.py``).
 - ``hard_gumbel_same_format``: ``hard_gumbel`` with ``channels_last_unselected=False``
   (unselected candidates in the input's memory format): the skipped backward alone.
 

@@ -16,7 +16,7 @@ from .combiner import (
     validate_mode,
     validate_temperature,
 )
-from .layout import channels_last_helps, is_layout_free
+from .memory_format import channels_last_helps, is_layout_free
 
 __all__ = [
     "EVAL_MODES",
@@ -207,7 +207,7 @@ class SuperNetModule(nn.Module):
     all-zero gradient tensors (not ``None``), so momentum and weight decay behave as in
     the full computation. The selected index is read on the host (one device sync).
     With :attr:`channels_last_unselected` (default on), unselected candidates made only
-    of layout-free layers (:mod:`~lightning_dnas.nas.supernet.layout`: convolutions,
+    of layout-free layers (:mod:`~lightning_dnas.nas.supernet.memory_format`: convolutions,
     BatchNorm, activations, pooling in ``nn.Sequential`` containers; not an Identity) get a
     channels_last copy of a default-format 4-D CPU input, where oneDNN runs them 2-3x
     faster; their

@@ -164,7 +164,7 @@ def test_hard_fast_path_2d_masked_candidates_in_channels_last_equal_full_computa
     ones in channels_last; gradients (masks inside candidates too) and BatchNorm statistics
     still equal the full computation."""
     from lightning_dnas.nas.supernet import supernet_modules
-    from lightning_dnas.nas.supernet.layout import is_layout_free
+    from lightning_dnas.nas.supernet.memory_format import is_layout_free
 
     torch.manual_seed(0)
     x = torch.randn(4, 3, 6, 6)

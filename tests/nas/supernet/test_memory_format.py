@@ -1,4 +1,4 @@
-"""Memory format of the hard-mode fast path's unselected candidates (supernet/layout.py)."""
+"""Memory format of the hard-mode fast path's unselected candidates (supernet/memory_format.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lightning_dnas.nas.supernet.layout import channels_last_helps, is_layout_free
+from lightning_dnas.nas.supernet.memory_format import channels_last_helps, is_layout_free
 from lightning_dnas.zoo.supernets import ConvBNAct, DepthwiseSeparable
 
 
