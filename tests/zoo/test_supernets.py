@@ -10,15 +10,13 @@ from torch import fx, nn
 
 from lightning_dnas.nas.supernet import SuperNetModule, supernet_modules
 from lightning_dnas.zoo import MobileNetV1, ResNet8
-from lightning_dnas.zoo.supernets import (
+from lightning_dnas.zoo.supernet_blocks import (
     CANDIDATE_NAMES,
     ConvBNAct,
-    DSCNNSuperNet,
-    MobileNetV1SuperNet,
-    ResNet8SuperNet,
     spec_reference_choice,
     standard_choice,
 )
+from lightning_dnas.zoo.supernets import DSCNNSuperNet, MobileNetV1SuperNet, ResNet8SuperNet
 
 C3, C5, DW, ID = CANDIDATE_NAMES  # "conv3x3", "conv5x5", "dw_sep", "identity"
 

@@ -17,6 +17,7 @@ from .combiner import (
     validate_temperature,
 )
 from .memory_format import channels_last_helps, is_layout_free
+from .mixing import AttachZeroGrads, HardMix, SoftMix, used_parameters
 
 __all__ = [
     "EVAL_MODES",
@@ -29,150 +30,6 @@ __all__ = [
 
 EVAL_MODES: tuple[str, ...] = ("argmax", "soft")
 """Valid values of :attr:`SuperNetModule.eval_mode`."""
-
-
-def _promoted(ys: Sequence[Tensor]) -> torch.dtype:
-    """The dtype of ``sum_i theta_i * y_i``: the promotion of the outputs' dtypes."""
-    dtype = ys[0].dtype
-    for y in ys[1:]:
-        dtype = torch.promote_types(dtype, y.dtype)
-    return dtype
-
-
-def _memory_order(t: Tensor) -> list[int]:
-    """``t``'s dimensions from the largest stride to the smallest: permuted this way, a
-    dense tensor in any memory format (channels_last included) is contiguous, so it
-    flattens without a copy."""
-    return sorted(range(t.dim()), key=lambda d: -t.stride(d))
-
-
-def _theta_grad(grad: Tensor, ys: Sequence[Tensor]) -> Tensor:
-    """``(<grad, y_i>)_i``: one dot product per candidate, accumulated in float32 at least
-    (low-precision dots over a whole feature map would lose the gradient).
-
-    Both tensors are flattened in ``y_i``'s memory order (the same permutation of both
-    leaves the pairing of elements unchanged), so channels_last outputs are not copied
-    into the default order; ``grad`` is flattened once per distinct memory order.
-    """
-    acc = torch.promote_types(grad.dtype, torch.float32)
-    flat_grads: dict[tuple[int, ...], tuple[list[int], Tensor]] = {}
-    dots = []
-    for y in ys:
-        if y.stride() not in flat_grads:
-            order = _memory_order(y)
-            flat_grads[y.stride()] = (order, grad.permute(order).reshape(-1).to(acc))
-        order, flat = flat_grads[y.stride()]
-        dots.append(torch.dot(flat, y.permute(order).reshape(-1).to(acc)))
-    return torch.stack(dots)
-
-
-class _SoftMix(torch.autograd.Function):
-    """``sum_i theta_i * y_i`` with fewer passes over the feature maps than the
-    product-and-sum autograd graph: the forward accumulates ``out += theta_i * y_i`` in
-    place (one pass per candidate), the backward gives ``theta_i`` the dot product
-    ``<g, y_i>`` (no product tensor, no separate reduction) and ``y_i`` the gradient
-    ``theta_i * g``."""
-
-    @staticmethod
-    def forward(ctx: Any, theta: Tensor, *ys: Tensor) -> Tensor:
-        """Return ``sum_i theta_i * ys[i]``; keep ``theta`` and the outputs for backward."""
-        # 0-dim weights (not Python floats): no device synchronisation on accelerators;
-        # the result has the promoted dtype of the outputs, as the plain sum would (under
-        # autocast an Identity candidate returns float32 beside bfloat16 convolutions).
-        out = (ys[0] * theta[0]).to(_promoted(ys))
-        for i in range(1, len(ys)):
-            out.addcmul_(ys[i], theta[i])
-        ctx.save_for_backward(theta, *ys)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        """``(<grad, y_i>)_i`` for ``theta``; ``theta_i * grad`` for each output."""
-        theta, *ys = ctx.saved_tensors
-        grads = [grad * theta[i] if ctx.needs_input_grad[1 + i] else None
-                 for i in range(len(ys))]  # fmt: skip
-        return (_theta_grad(grad, ys), *grads)
-
-
-class _HardMix(torch.autograd.Function):
-    """``sum_i theta_i * y_i`` for the exactly one-hot ``theta`` of the hard modes
-    (:func:`~lightning_dnas.nas.supernet.combiner.mixing_weights` returns ``one_hot + (soft
-    - soft.detach())``, whose forward value is exactly one-hot).
-
-    Forward: a copy of ``y_selected`` (in the outputs' promoted dtype), which is what
-    ``1 * y_selected + sum 0 * y_i`` gives (for finite outputs). Backward: ``theta_i`` gets
-    its straight-through gradient ``<g, y_i>`` as one dot product per candidate (no product
-    tensor, no reduction pass), the selected output gets ``g * theta_selected = g``. Same
-    function and gradients as the sum of products (up to the summation order of the dot
-    products), in about a quarter of the passes over the feature maps.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, theta: Tensor, selected: int, *ys: Tensor) -> Tensor:
-        """Return a copy of ``ys[selected]``; keep every output for the backward."""
-        ctx.selected = selected
-        ctx.save_for_backward(*ys)
-        return ys[selected].to(_promoted(ys), copy=True)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        """``(<grad, y_i>)_i`` for ``theta``; ``grad`` for the selected output."""
-        ys = ctx.saved_tensors
-        grads: list[Tensor | None] = [None] * len(ys)
-        if ctx.needs_input_grad[2 + ctx.selected]:
-            grads[ctx.selected] = grad
-        return (_theta_grad(grad, ys), None, *grads)
-
-
-def _used_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
-    """The parameters a candidate's forward uses: its own, and those its layers borrow
-    (a layer may expose ``borrowed_parameters()``, e.g. PIT tap masks kept outside the
-    network)."""
-    # Runs for every candidate in every hard-mode training forward: read the registries
-    # directly and look the method up on the class, since ``Module.parameters()`` and a
-    # missed ``Module.__getattr__`` cost about ten times as much in Python overhead.
-    for sub in module.modules():
-        for p in sub._parameters.values():
-            if p is not None:
-                yield p
-        borrowed = getattr(type(sub), "borrowed_parameters", None)
-        if borrowed is not None:
-            yield from borrowed(sub)
-
-
-class _AttachZeroGrads(torch.autograd.Function):
-    """Identity on ``theta`` whose backward also yields all-zero gradients for ``params``.
-
-    Used by the hard-mode fast path for the parameters of the unselected candidates,
-    which did not run under autograd. In the full computation their gradient is exactly
-    zero (their output is scaled by ``theta_i`` whose forward value is 0), so handing
-    autograd zero tensors reproduces it. Why on ``theta`` and not on the output: ``theta``
-    has ``n`` entries, so the forward costs one ``n``-element copy and the backward only
-    allocates the zero tensors that the full computation would allocate as well; the
-    graph gains one node (``0 * p.sum()`` terms would add three nodes and a reduction
-    over the weights per parameter), and the module's output stays an ordinary tensor
-    (an identity Function on the output would return a view that later in-place ops,
-    e.g. ``ReLU(inplace=True)``, may not modify). Since ``theta`` lies on every path from the output
-    to the weights, the zeros arrive exactly when the full computation would produce
-    them: with ``loss.backward()``, ``backward(inputs=...)`` and ``autograd.grad``
-    alike, and DDP sees every parameter used (no ``find_unused_parameters`` needed).
-    A hook that writes ``p.grad`` would skip autograd and get those cases wrong.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, theta: Tensor, *params: Tensor) -> Tensor:
-        """Return a copy of ``theta``; remember the parameters (for their shape, dtype,
-        device and memory format only, hence not ``save_for_backward``: the optimizer
-        may update them in place before a later backward)."""
-        ctx.params = params
-        return theta.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad_theta: Tensor) -> tuple[Tensor, ...]:
-        """Pass ``grad_theta`` through; a zero gradient for every parameter, in the
-        parameter's memory format (a channels_last weight would otherwise get its zeros
-        copied into that format by autograd's gradient accumulation)."""
-        return (grad_theta, *(torch.zeros_like(p) for p in ctx.params))
 
 
 class SuperNetModule(nn.Module):
@@ -368,16 +225,16 @@ class SuperNetModule(nn.Module):
         selected = int(theta.detach().argmax())
         # Trainable weights of the unselected candidates only (a weight shared with the
         # selected candidate gets its real gradient from there), each once.
-        chosen_ids = {id(p) for p in _used_parameters(modules[selected])}
+        chosen_ids = {id(p) for p in used_parameters(modules[selected])}
         others = {
             id(p): p
             for i, m in enumerate(modules)
             if i != selected
-            for p in _used_parameters(m)
+            for p in used_parameters(m)
             if p.requires_grad and id(p) not in chosen_ids
         }
         if others and torch.is_grad_enabled():
-            theta = _AttachZeroGrads.apply(theta, *others.values())
+            theta = AttachZeroGrads.apply(theta, *others.values())
         inputs = self._unselected_inputs(x, modules, selected)
         outputs = []
         for i, m in enumerate(modules):
@@ -389,7 +246,7 @@ class SuperNetModule(nn.Module):
                 # detach: nn.Identity returns x itself, still attached to the graph
                 outputs.append(y.detach() if isinstance(y, Tensor) else y)
         self._check_shapes(outputs)
-        return _HardMix.apply(theta, selected, *outputs)
+        return HardMix.apply(theta, selected, *outputs)
 
     def _unselected_inputs(self, x: Tensor, modules: list[nn.Module],
                            selected: int) -> list[Tensor]:  # fmt: skip
@@ -411,7 +268,7 @@ class SuperNetModule(nn.Module):
     def _mix(self, weights: Sequence[Tensor], outputs: list[Tensor]) -> Tensor:
         """``sum_i weights[i] * outputs[i]`` after checking that all shapes agree."""
         self._check_shapes(outputs)
-        return _SoftMix.apply(torch.stack(list(weights)), *outputs)
+        return SoftMix.apply(torch.stack(list(weights)), *outputs)
 
     def _check_shapes(self, outputs: list[Any]) -> None:
         shapes = [tuple(y.shape) if isinstance(y, Tensor) else None for y in outputs]

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_dnas.nas.supernet.memory_format import channels_last_helps, is_layout_free
-from lightning_dnas.zoo.supernets import ConvBNAct, DepthwiseSeparable
+from lightning_dnas.zoo.supernet_blocks import ConvBNAct, DepthwiseSeparable
 
 
 class ViewBlock(nn.Module):
