@@ -1,0 +1,395 @@
+"""``DNASCallback``: warmup, search, export and fine-tune inside one ``Trainer.fit``.
+
+Its one job: be the only Lightning-aware piece of the package. The engine (``nas/``)
+converts, costs and exports; this package decides *when* and wires the engine into a fit.
+The hooks in this file are short and delegate to one part each:
+
+* :mod:`.clock`: the stage and patience state machine (no Lightning): which stage, since
+  when, the best score, when a stage is over, what a boundary does (export, convert).
+* :mod:`.arch_step`: the regulariser added to the user's loss and the architecture
+  optimizer (joint and alternating steps).
+* :mod:`.network`: the network's place in the module: convert, export in place, keep its
+  structure in the checkpoint.
+* :mod:`.config`: every configuration error, and when it is raised.
+* :mod:`.trainer_ops`: every touch of Lightning internals and of other callbacks.
+* :mod:`.sinks`: what an export writes: files, W&B tables and artifacts.
+
+How a stage boundary works is described in docs/CALLBACK.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from ..nas.cost.models import resolve_costs
+from ..nas.engine import DNAS
+from ..restore import StructureKeeper
+from ..stages import Stage
+from . import config, network, sinks, trainer_ops
+from .arch_step import ArchStep, default_arch_optimizer, stage_lambdas
+from .clock import Scored, StageClock
+from .config import SEARCH_MODES
+from .sinks import CHOICE_COLUMNS, LAYER_COLUMNS
+
+
+class DNASCallback(Callback):
+    """Differentiable architecture search of a LightningModule's network, as a callback.
+
+    Add it to ``Trainer(callbacks=[...])`` and call ``trainer.fit`` once: the callback
+    converts the network in ``setup``, adds ``lambda * cost (+ icv * ICV)`` to every
+    training loss of a search stage (in ``on_before_backward``), steps its own optimizer on
+    the architecture parameters, and at the end of each search stage exports the best
+    search state, swaps the plain exported network into the module in place and calls the
+    module's ``configure_optimizers`` again for the fine-tune. After the fit,
+    :attr:`exported` is the found network and :attr:`history` lists each export.
+
+    Args:
+        method: ``"pit"``, ``"supernet"`` or ``"pitsupernet"`` (builds the stages
+            ``warmup_epochs -> search_epochs -> finetune_epochs``); ignored with ``stages``.
+        cost: ``"params"``, ``"macs"``, ``"macs_no_bias"``, a ``CostModel``, or a dict of
+            several ``{name: cost}``.
+        strength: lambda, a number for the first cost or ``{cost name: lambda}``.
+        target: budgets: the regulariser becomes ``lambda * max(0, cost - target)``.
+        icv: strength of the ICV polarisation loss (SuperNet choices).
+        stages: a list of :class:`~lightning_dnas.stages.Stage` (or dicts), e.g. a cascade.
+        warmup_epochs, search_epochs, finetune_epochs, patience: the default stages.
+        network: attribute path of the network in the LightningModule; by default the one
+            child module holding trainable parameters (torchmetrics metrics ignored).
+        example_input: an input of the network; else ``example_input_array``, else the
+            first training batch's first element.
+        softmax: combiner mode of every choice (``"softmax"``, ``"gumbel"``,
+            ``"hard_softmax"``, ``"hard_gumbel"``); ``None`` keeps each module's own.
+        temperature: a number, or a schedule ``f(epoch_in_search) -> T`` (see
+            ``lightning_dnas.temperature_schedule``), applied at each search epoch start.
+        arch_lr: learning rate of the default architecture optimizer (Adam, no weight decay).
+        arch_optimizer: ``f(param_groups) -> Optimizer`` replacing the default.
+        search_mode: ``"joint"`` (architecture steps on the training batches) or
+            ``"alternating"`` (on validation batches, first-order DARTS style).
+        monitor, mode: the metric that picks the best search state (``mode="min"``: the
+            metric plus ``lambda * hard cost``; ``"max"``: the metric alone) and drives
+            ``patience``.
+        converter: options of the converter (``include``, ``exclude``, ``train_channels``,
+            ``train_rf``, ``train_dilation``, ``leaf_modules``; each method takes those of
+            its class, :data:`lightning_dnas.nas.methods.METHODS`).
+        export_dir: where each export's architecture JSON and module are written (default:
+            ``<trainer.log_dir>/dnas``); ``False`` writes nothing.
+        check_export: compare each exported network with the search network.
+
+    Raises:
+        ValueError: here, for an unknown method, softmax, search mode or mode, or a bad
+            stage list or cost (``TypeError`` for a cost of the wrong type); the errors
+            that need the module or the trainer are raised in ``setup`` (see
+            docs/CALLBACK.md, "Configuration errors").
+
+    Logged with ``pl_module.log`` (so to every logger of the trainer): during search
+    stages, per training step and as epoch means (``_step``/``_epoch`` suffixes),
+    ``dnas/reg`` (``lambda * cost``, without ICV), ``dnas/soft_<cost>`` for each cost, and
+    ``dnas/icv`` when the network has SuperNet choices; at the end of each epoch of a
+    warmup or search stage ``dnas/hard_<cost>`` and, with choices, ``dnas/temperature`` (or
+    ``dnas/temperature/<choice>`` when the choices' temperatures differ) and
+    ``dnas/theta/<choice>/<candidate>`` (``softmax(alpha / T)``). With a ``WandbLogger``,
+    each export also logs the tables ``dnas/<stage>/layers`` (see
+    :meth:`~lightning_dnas.nas.engine.DNAS.layer_widths`) and ``dnas/<stage>/choices``,
+    the artifacts ``dnas-arch-<run id>`` (``arch.json``: the :attr:`history` record) and
+    ``dnas-model-<run id>`` (``model.pt``: ``torch.save`` of the exported network), one
+    version per export aliased with the stage name, and sets ``dnas/final_<cost>`` in the
+    run summary. The callback never starts or finishes a W&B run.
+    """
+
+    def __init__(
+        self,
+        method: str = "pit",
+        cost: Any = "params",
+        strength: float | Mapping[str, float] = 1e-6,
+        target: float | Mapping[str, float] | None = None,
+        icv: float = 0.0,
+        stages: Sequence[Stage | Mapping[str, Any]] | None = None,
+        warmup_epochs: int = 0,
+        search_epochs: int = 10,
+        finetune_epochs: int = 10,
+        patience: int | None = None,
+        network: str | None = None,
+        example_input: Any = None,
+        softmax: str | None = None,
+        temperature: float | Callable[[int], float] | None = None,
+        arch_lr: float = 1e-3,
+        arch_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer] | None = None,
+        search_mode: str = "joint",
+        monitor: str = "val_loss",
+        mode: str = "min",
+        converter: Mapping[str, Any] | None = None,
+        export_dir: str | Path | bool | None = None,
+        check_export: bool = True,
+    ) -> None:
+        super().__init__()
+        # The checks run in the one-file callback's order, so that a call with several
+        # errors still reports the same one first.
+        self.stages = config.build_stages(method, stages, warmup_epochs, search_epochs,
+                                          finetune_epochs, patience)  # fmt: skip
+        self.costs = resolve_costs(cost)
+        config.check_arguments(softmax, search_mode, mode)
+        self._cost_arg = cost
+        self.strength, self.target, self.icv = strength, target, float(icv)
+        self.softmax, self.temperature = softmax, temperature
+        self.arch_lr, self.arch_optimizer_factory = arch_lr, arch_optimizer
+        self.search_mode = search_mode
+        self.monitor, self.mode = monitor, mode
+        self.network, self.example_input = network, example_input
+        self.converter = dict(converter or {})
+        self.export_dir, self.check_export = export_dir, check_export
+        self.exported: nn.Module | None = None
+        self.history: list[dict[str, Any]] = []
+        self._clock = StageClock(self.stages, mode)
+        self._arch = ArchStep()
+        self._val_batches = trainer_ops.ValBatches()
+        self._keeper: StructureKeeper | None = None
+        self._fit_ready = False
+        self._example: Any = None
+        self._pending: dict[str, Any] = {}  # resumed state applied in on_fit_start
+
+    @property
+    def stage(self) -> Stage:
+        """The stage being run."""
+        return self._clock.stage
+
+    @property
+    def search(self) -> DNAS | None:
+        """The search network in the module (``None`` while it is a plain network)."""
+        return self._arch.search
+
+    @property
+    def arch_optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer of the architecture parameters (``None`` without a search)."""
+        return self._arch.optimizer
+
+    def _lambdas(self) -> dict[str, float]:
+        return stage_lambdas(self.strength, self.costs, self.stage)
+
+    # -- set-up -----------------------------------------------------------------------------
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """``fit``: find the network and the example input, check the configuration,
+        convert. ``validate``/``test``/``predict`` (before any fit): only attach the
+        structure hooks, so that ``ckpt_path=`` of any stage of a DNAS fit loads."""
+        if stage != "fit":
+            if self._keeper is None:
+                self._attach_keeper(pl_module, self.example_input
+                                    if self.example_input is not None
+                                    else pl_module.example_input_array)  # fmt: skip
+            return
+        if self._fit_ready:
+            return
+        config.check_options(self.stages, self.converter, self.strength, self.costs)
+        self._example = self._find_example(trainer, pl_module)
+        epochs = config.fit_epochs(self.stages, trainer.max_epochs)
+        if epochs is not None:
+            trainer_ops.set_max_epochs(trainer, epochs)
+        config.check_precision(trainer_ops.grad_scaler(trainer),
+                               pl_module.automatic_optimization, self.search_mode,
+                               trainer_ops.has_no_val_batches(trainer))  # fmt: skip
+        if self._keeper is None:
+            self._attach_keeper(pl_module, self._example)
+        else:  # attached by an earlier validate/test: now with the fit's example input
+            network.set_example(self._keeper, self._example)
+        trainer_ops.move_after_early_stopping(trainer, self)
+        self._enter(trainer, pl_module, 0, initial=True)
+        self._fit_ready = True
+
+    def _attach_keeper(self, pl_module: LightningModule, example: Any) -> None:
+        self.network = self.network or config.find_network(pl_module)
+        self._keeper = network.attach_keeper(pl_module, self.network, example,
+                                             self._cost_arg, self._adopt)  # fmt: skip
+
+    def _find_example(self, trainer: Trainer, pl_module: LightningModule) -> Any:
+        if self.example_input is not None:
+            return self.example_input
+        if pl_module.example_input_array is not None:
+            return pl_module.example_input_array
+        return config.example_from_batch(trainer_ops.first_train_batch(trainer))
+
+    def _adopt(self, net: nn.Module | None) -> None:
+        """Called whenever the network changes (also by a checkpoint load)."""
+        factory = self.arch_optimizer_factory or default_arch_optimizer(self.arch_lr)
+        self._arch.adopt(net, self.softmax, factory)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Strip architecture parameters from the user's optimizers; apply resumed state."""
+        trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
+        if "arch_optimizer" in self._pending and self.arch_optimizer is not None:
+            self.arch_optimizer.load_state_dict(self._pending.pop("arch_optimizer"))
+        if "rng" in self._pending:
+            trainer_ops.set_rng(self._pending.pop("rng"))
+
+    # -- stage boundaries -------------------------------------------------------------------
+    def _enter(self, trainer: Trainer, pl_module: LightningModule, index: int,
+               initial: bool = False) -> None:  # fmt: skip
+        """Make the network what stage ``index`` needs (the clock says how), then start it;
+        after a change, fresh optimizers (``initial``: Lightning has not built any yet)."""
+        step = self._clock.boundary(index, None if self.search is None else self.search.method)
+        if step.export:
+            self._export(trainer, pl_module)
+        if step.convert is not None:
+            assert self._keeper is not None and self.network is not None
+            search = network.convert(pl_module, self.network, self._keeper, self._example,
+                                     step.convert, self.converter, self._cost_arg)  # fmt: skip
+            self._adopt(search)
+        self._clock.enter(index, trainer.current_epoch)
+        if (step.export or step.convert is not None) and not initial:
+            trainer_ops.reset_optimizers(trainer)
+            trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
+        stage = self.stage
+        rank_zero_info(f"lightning_dnas: stage {stage.name} ({stage.epochs} epochs) starts at "
+                       f"epoch {trainer.current_epoch}")  # fmt: skip
+
+    def _export(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Swap the best state's plain network into the module; write and log it."""
+        assert self.search is not None and self._keeper is not None
+        assert self.network is not None
+        name = self.stage.name
+        exported, record, widths = network.export(
+            pl_module, self.network, self._keeper, self.search, name, self._clock.best,
+            self.check_export)
+        self.history.append(record)
+        self._arch.release()
+        self.exported = exported
+        trainer_ops.reset_monitors(trainer)
+        if trainer.is_global_zero:
+            root = sinks.export_files_dir(self.export_dir, lambda: trainer.log_dir,
+                                          trainer.default_root_dir)  # fmt: skip
+            if root is not None:
+                sinks.write_export_files(root, record, exported)
+            sinks.log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths,
+                                       exported)  # fmt: skip
+        costs = ", ".join(f"{n} {v:,.0f}" for n, v in record["costs"].items())
+        rank_zero_info(f"lightning_dnas: exported after {name}: {costs}")
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Advance to the next stage when this one is over; set the epoch's temperature."""
+        while (index := self._clock.next_stage(trainer.current_epoch)) is not None:
+            self._enter(trainer, pl_module, index)
+        if self.search is not None and self.search.choices and self.temperature is not None:
+            t = self.temperature
+            epoch = self._clock.epoch_in_stage(trainer.current_epoch)
+            self.search.set_temperature(float(t(epoch) if callable(t) else t))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Log hard costs, temperatures and choice probabilities; turn an EarlyStopping stop
+        during a stage that is not the last into the end of that stage; stop after the last
+        stage (exporting first if it is a search)."""
+        if self.search is not None:
+            for key, value in self._arch.epoch_metrics().items():
+                pl_module.log(key, value)
+        end = self._clock.end_epoch(trainer.current_epoch, trainer.should_stop,
+                                    searching=self.search is not None)  # fmt: skip
+        trainer.should_stop = end.should_stop
+        if end.export:
+            self._export(trainer, pl_module)
+        if end.fit_over:
+            self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+
+    # -- the regulariser and the architecture step ---------------------------------------
+    def _joint_search(self, trainer: Trainer) -> bool:
+        return self._searching(trainer) and self.search_mode == "joint"
+
+    def _searching(self, trainer: Trainer) -> bool:
+        return self.search is not None and self.stage.kind == "search" and trainer.training
+
+    def _regularizer(self) -> Tensor:
+        return self._arch.regularizer(self._lambdas(), self.target, self.icv)
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule,
+                           loss: Tensor) -> None:  # fmt: skip
+        """Add ``lambda * cost (+ icv * ICV)`` to the loss about to be backpropagated, in
+        place, normalised and scaled as Lightning treated the loss (divided by
+        ``accumulate_grad_batches``, multiplied by the fp16 grad scale): exactly once per
+        training batch (manual optimization may call backward several times)."""
+        if not self._joint_search(trainer):
+            return
+        auto = pl_module.automatic_optimization
+        self._arch.add_to_loss(loss, self._regularizer, trainer_ops.batch_position(trainer),
+                               once_per_batch=not auto,
+                               divide=trainer.accumulate_grad_batches if auto else None,
+                               scaler=trainer_ops.grad_scaler(trainer))  # fmt: skip
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
+        """Automatic optimization: step the architecture with the user's optimizer (so at
+        the same accumulation boundaries), before Lightning clips the user's gradients."""
+        if pl_module.automatic_optimization:
+            self._arch_step(trainer)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:  # fmt: skip
+        """Log the regulariser terms; manual optimization: the architecture step of this
+        batch; alternating search: the architecture step on a validation batch."""
+        for key, value in self._arch.take_terms().items():
+            pl_module.log(key, value, on_step=True, on_epoch=True)
+        if not pl_module.automatic_optimization:
+            self._arch_step(trainer)
+        if self._searching(trainer) and self.search_mode == "alternating":
+            self._alternating_step(trainer, pl_module)
+
+    def _arch_step(self, trainer: Trainer) -> None:
+        if self._joint_search(trainer):
+            self._arch.step(self.stage.train, trainer_ops.grad_scaler(trainer))
+        else:  # the user's backward reached the architecture: drop those gradients
+            self._arch.drop_grads()
+
+    def _alternating_step(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """One first-order architecture step on the next validation batch, its gradients
+        averaged over DDP ranks."""
+        assert self.arch_optimizer is not None
+        batch = self._val_batches.next(trainer, pl_module)
+        with trainer_ops.silenced_log(pl_module), trainer.precision_plugin.forward_context():
+            out = pl_module.training_step(batch, 0)
+        loss = out["loss"] if isinstance(out, Mapping) else out
+        self._arch.alternating_step(self.stage.train, loss, self._regularizer(),
+                                    lambda g: trainer.strategy.reduce(g, reduce_op="mean"))
+
+    # -- best state and patience ----------------------------------------------------------
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Score the epoch: keep a snapshot of the best search state; count patience."""
+        epoch = trainer.current_epoch
+        if trainer.sanity_checking or not self._clock.claim(epoch):
+            return
+        metric = trainer.callback_metrics.get(self.monitor)
+        if metric is None:
+            if self._clock.expects_metric:
+                rank_zero_warn(f"DNASCallback: monitor {self.monitor!r} is not logged "
+                               f"(logged: {sorted(trainer.callback_metrics)}); the last "
+                               "search state is exported and patience is off")  # fmt: skip
+            return
+        searching = self.search is not None and self.stage.kind == "search"
+        score = float(metric)
+        if searching and self.mode == "min":
+            score += self._arch.hard_penalty(self._lambdas())
+        scored = self._clock.record(epoch, score, self._arch.snapshot if searching else None)
+        if scored is Scored.PATIENCE_OUT:
+            rank_zero_info(f"lightning_dnas: {self.stage.name} ends early at epoch {epoch} "
+                           f"(patience {self.stage.patience})")
+
+    # -- checkpointing --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Stage position, best snapshot, architecture optimizer, history and RNG states."""
+        opt = self.arch_optimizer
+        return {**self._clock.state_dict(), "history": self.history,
+                "arch_optimizer": None if opt is None else opt.state_dict(),
+                "rng": trainer_ops.get_rng()}  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the state back; the network structure was already rebuilt from the weights'
+        structure entry, optimizer and RNG states are applied in ``on_fit_start``."""
+        self._clock.load_state_dict(state_dict)
+        self.history = state_dict["history"]
+        if state_dict["arch_optimizer"] is not None:
+            self._pending["arch_optimizer"] = state_dict["arch_optimizer"]
+        self._pending["rng"] = state_dict["rng"]
+
+
+__all__ = ["CHOICE_COLUMNS", "LAYER_COLUMNS", "SEARCH_MODES", "DNASCallback"]

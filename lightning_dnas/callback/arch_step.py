@@ -1,0 +1,212 @@
+"""The regulariser in the user's backward pass and the architecture optimizer.
+
+:class:`ArchStep` holds the search network the callback works on and the optimizer of its
+architecture parameters; it computes ``lambda * cost (+ icv * ICV)``, adds it to a loss,
+and steps the architecture (joint: on the training batches, with the user's gradients;
+alternating: on a validation batch, first-order DARTS style). What it needs of the trainer
+(the grad scaler, the batch position, a silenced ``training_step``, a DDP mean) the
+callback passes in, so this module touches no Lightning object itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+
+from ..nas.engine import DNAS
+from ..stages import Stage
+
+
+def stage_lambdas(strength: float | Mapping[str, float], costs: Mapping[str, Any],
+                  stage: Stage | None) -> dict[str, float]:  # fmt: skip
+    """``{cost name: lambda}`` of ``stage`` (its own strength, else the callback's
+    ``strength``; ``stage=None``: the callback's). A number is the first cost's lambda.
+
+    Raises:
+        MisconfigurationException: a strength names a cost that is not in ``costs``, or is
+            not a number.
+    """
+    value = strength if stage is None or stage.strength is None else stage.strength
+    first = next(iter(costs))
+    lambdas = dict(value) if isinstance(value, Mapping) else {first: value}
+    unknown = set(lambdas) - set(costs)
+    if unknown:
+        raise MisconfigurationException(f"strength names unknown costs {sorted(unknown)}; "
+                                        f"the costs are {list(costs)}")  # fmt: skip
+    try:
+        return {k: float(v) for k, v in lambdas.items()}
+    except (TypeError, ValueError) as err:
+        raise MisconfigurationException(f"strength must be numbers, got {value!r}") from err
+
+
+def default_arch_optimizer(lr: float) -> Callable[[list[dict[str, Any]]], torch.optim.Optimizer]:
+    """Adam without weight decay: the architecture parameters' own optimizer (a decay
+    would pull every mask and logit towards 0, a bias the cost term does not ask for)."""
+    return lambda groups: torch.optim.Adam(groups, lr=lr, weight_decay=0.0)
+
+
+class ArchStep:
+    """The search network's regulariser and architecture optimizer.
+
+    ``search`` is the search network in the module (``None`` while it is plain) and
+    ``optimizer`` the architecture optimizer (``None`` without one); both are set by
+    :meth:`adopt` whenever the network changes.
+    """
+
+    def __init__(self) -> None:
+        self.search: DNAS | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._term_batch: tuple[int, int] | None = None
+        self._terms: dict[str, float] = {}
+
+    def adopt(self, net: nn.Module | None, softmax: str | None,
+              make_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
+              ) -> None:  # fmt: skip
+        """Work on ``net`` from now on: set its combiner mode (``softmax``, unless
+        ``None``) and give its architecture parameters a fresh optimizer (none for a plain
+        network or one without architecture parameters)."""
+        self.search = net if isinstance(net, DNAS) else None
+        self.optimizer = None
+        if self.search is None:
+            return
+        if softmax is not None:
+            self.search.set_softmax(softmax)
+        groups = self._groups()
+        if groups:
+            self.optimizer = make_optimizer(groups)
+
+    def release(self) -> None:
+        """The network is plain again (exported): no search network, no optimizer."""
+        self.search, self.optimizer = None, None
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """One named param group per kind of architecture parameter, so that a stage's
+        ``train`` selects them by name."""
+        assert self.search is not None
+        logits = [c.alpha for c in self.search.choices.values()]
+        masks = [*self.search.channel_masks.parameters(), *self.search.tap_masks.parameters()]
+        return [{"params": p, "name": n} for n, p in (("logits", logits), ("masks", masks)) if p]
+
+    def arch_parameter_ids(self) -> set[int]:
+        """``id`` of every architecture parameter (masks and choice logits) of the search
+        network; empty for a plain network."""
+        if self.search is None:
+            return set()
+        ids = {id(p) for p in self.search.nas_parameters()}
+        ids.update(id(c.alpha) for c in self.search.choices.values())
+        return ids
+
+    # -- the regulariser --------------------------------------------------------------------
+    def regularizer(self, lambdas: Mapping[str, float], target: Any, icv: float) -> Tensor:
+        """``lambda * cost`` (hinged on ``target``) ``+ icv * ICV``; keeps the terms for
+        :meth:`take_terms`."""
+        assert self.search is not None
+        # The soft costs are computed once: the regulariser takes them and they are logged.
+        soft = {name: self.search.soft_cost(name) for name in self.search.costs}
+        reg = self.search.regularizer(dict(lambdas), target, costs=soft)
+        self._terms = {"dnas/reg": float(reg.detach())}
+        self._terms.update({f"dnas/soft_{n}": float(v.detach()) for n, v in soft.items()})
+        if self.search.choices:
+            value = self.search.icv()
+            self._terms["dnas/icv"] = float(value.detach())
+            if icv:
+                reg = reg + icv * value
+        return reg
+
+    def add_to_loss(self, loss: Tensor, term: Callable[[], Tensor], batch: tuple[int, int],
+                    once_per_batch: bool, divide: int | None, scaler: Any) -> None:  # fmt: skip
+        """Add ``term()`` to ``loss`` in place, treated as Lightning treated the loss:
+        divided by ``divide`` (``accumulate_grad_batches``; ``None`` for manual optimization) and
+        multiplied by the fp16 ``scaler``'s scale (``None``: no scaling). With
+        ``once_per_batch`` (manual optimization: backward may run several times per batch)
+        a second call for the same ``batch`` (``(epoch, batch index)``) adds nothing."""
+        if once_per_batch and batch == self._term_batch:
+            return
+        self._term_batch = batch
+        value = term()
+        if divide is not None:
+            value = value / divide
+        if scaler is not None:
+            value = scaler.scale(value)
+        loss.add_(value.to(loss.dtype))
+
+    def take_terms(self) -> dict[str, float]:
+        """The last regulariser's terms (``dnas/reg``, ``dnas/soft_<cost>``, ``dnas/icv``),
+        once: a fine-tune after the search must not log the last search values again."""
+        terms, self._terms = self._terms, {}
+        return terms
+
+    # -- architecture steps -----------------------------------------------------------------
+    def step(self, train: tuple[str, ...], scaler: Any) -> None:
+        """A joint step: update the param groups named in ``train`` with the gradients the
+        user's backward left (through the fp16 ``scaler`` when there is one: ``unscale_``
+        then ``step``), drop the others' gradients, then clear all."""
+        opt = self.optimizer
+        if opt is None:
+            return
+        for group in opt.param_groups:
+            if group.get("name") not in train:
+                for p in group["params"]:
+                    p.grad = None
+        if scaler is not None:
+            scaler.unscale_(opt)
+            scaler.step(opt)
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def drop_grads(self) -> None:
+        """Clear the architecture gradients without a step (outside joint search steps the
+        user's backward still reaches the architecture parameters)."""
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def alternating_step(self, train: tuple[str, ...], task_loss: Tensor, term: Tensor,
+                         reduce: Callable[[Tensor], Tensor]) -> None:  # fmt: skip
+        """A first-order step on a validation batch: the gradients of ``task_loss + term``
+        w.r.t. the architecture parameters of the groups in ``train`` only (the weights'
+        gradients are left alone), each passed through ``reduce`` (the DDP mean)."""
+        assert self.optimizer is not None
+        params = [p for g in self.optimizer.param_groups
+                  if g.get("name") in train for p in g["params"]]  # fmt: skip
+        total = task_loss.float() + term
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else reduce(g)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # -- what the rest of the callback reads ------------------------------------------------
+    def hard_penalty(self, lambdas: Mapping[str, float]) -> float:
+        """``sum(lambda * hard cost)``: what a search epoch's score adds to the metric."""
+        assert self.search is not None
+        return sum(lam * self.search.hard_cost(n) for n, lam in lambdas.items())
+
+    def snapshot(self) -> dict[str, Tensor]:
+        """A detached copy of the search network's state (the best state so far)."""
+        assert self.search is not None
+        return {k: v.detach().clone() for k, v in self.search.state_dict().items()}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """The end-of-epoch values: ``dnas/hard_<cost>``, the temperature (one value, or
+        one per choice when they differ) and ``dnas/theta/<choice>/<candidate>``."""
+        assert self.search is not None
+        out = {f"dnas/hard_{name}": float(self.search.hard_cost(name))
+               for name in self.search.costs}  # fmt: skip
+        temperatures = {n: float(c.temperature) for n, c in self.search.choices.items()}
+        if len(set(temperatures.values())) == 1:
+            out["dnas/temperature"] = next(iter(temperatures.values()))
+        else:
+            out.update({f"dnas/temperature/{n}": t for n, t in temperatures.items()})
+        for cname, choice in self.search.choices.items():
+            probs = torch.softmax(choice.alpha.detach() / choice.temperature, 0)
+            for cand, p in zip(choice.names, probs.tolist(), strict=True):
+                out[f"dnas/theta/{cname}/{cand}"] = p
+        return out
+
+
+__all__ = ["ArchStep", "default_arch_optimizer", "stage_lambdas"]

@@ -1,0 +1,157 @@
+"""Every configuration error of the callback, and when it is raised.
+
+Two moments, as docs/CALLBACK.md ("Configuration errors") tabulates and
+tests/callback/test_config_errors.py checks against this code:
+
+* ``DNASCallback(...)``: what the arguments alone decide (method, stage list, cost,
+  softmax, search mode, mode) raises ``ValueError`` (``TypeError`` for a cost of the wrong
+  type), through :func:`build_stages`, :func:`check_arguments` and the engine's
+  ``resolve_costs``.
+* ``setup("fit")``: what needs the module or the trainer (the network, the example input,
+  strengths against the costs, converter options against each stage's method, epochs,
+  precision) raises Lightning's ``MisconfigurationException``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor
+from torchmetrics import Metric
+
+from ..nas.methods import METHODS
+from ..nas.supernet.combiner import MODES
+from ..stages import Stage, default_stages, parse_stages
+from .arch_step import stage_lambdas
+from .clock import SEARCH_KINDS
+
+SEARCH_MODES = ("joint", "alternating")
+EXAMPLE_SAMPLES = 8  # samples of the first training batch kept as the example input
+
+# -- DNASCallback(...) --------------------------------------------------------------------
+
+
+def build_stages(method: str, stages: Sequence[Stage | Mapping[str, Any]] | None,
+                 warmup_epochs: int, search_epochs: int, finetune_epochs: int,
+                 patience: int | None) -> list[Stage]:  # fmt: skip
+    """The parsed stage list: ``stages``, else ``warmup -> search -> fine-tune`` of
+    ``method``. A ValueError names the valid methods or what is wrong with the list
+    (:func:`~lightning_dnas.stages.parse_stages`)."""
+    if stages is None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
+        stages = default_stages(method, warmup_epochs, search_epochs, finetune_epochs,
+                                patience)  # fmt: skip
+    return parse_stages(stages)
+
+
+def check_arguments(softmax: str | None, search_mode: str, mode: str) -> None:
+    """A ValueError naming the valid values, for an unknown ``softmax``, ``search_mode``
+    or ``mode``."""
+    if softmax is not None and softmax not in MODES:
+        raise ValueError(f"unknown softmax {softmax!r}; valid: {list(MODES)}")
+    if search_mode not in SEARCH_MODES:
+        raise ValueError(f"unknown search_mode {search_mode!r}; valid: {list(SEARCH_MODES)}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+
+
+# -- setup("fit") -------------------------------------------------------------------------
+
+
+def check_options(stages: Sequence[Stage], converter: Mapping[str, Any],
+                  strength: float | Mapping[str, float], costs: Mapping[str, Any],
+                  ) -> None:  # fmt: skip
+    """Converter options against the method of each warmup and search stage (the
+    registry's :attr:`~lightning_dnas.nas.methods.Method.converter_options`), and every
+    strength (each stage's, the callback's) against the costs."""
+    for stage in stages:
+        if stage.kind in SEARCH_KINDS:
+            allowed = METHODS[stage.method].converter_options  # type: ignore[index]
+            bad = set(converter) - set(allowed)
+            if bad:
+                raise MisconfigurationException(
+                    f"converter options {sorted(bad)} do not apply to method "
+                    f"{stage.method!r}; valid: {list(allowed)}")
+        if stage.strength is not None:
+            stage_lambdas(strength, costs, stage)
+    stage_lambdas(strength, costs, None)
+
+
+def fit_epochs(stages: Sequence[Stage], max_epochs: int | None) -> int | None:
+    """The ``max_epochs`` the fit must run with: the stages' sum when the trainer's is
+    unset, infinite (< 0) or larger; ``None`` when it already is the sum. Fewer raise."""
+    total = sum(s.epochs for s in stages)
+    plan = ", ".join(f"{s.name} {s.epochs}" for s in stages)
+    if max_epochs is not None and 0 <= max_epochs < total:
+        raise MisconfigurationException(
+            f"the DNAS stages need {total} epochs ({plan}) but Trainer(max_epochs="
+            f"{max_epochs}); set max_epochs={total} or shorten the stages")
+    if max_epochs is None or max_epochs < 0 or max_epochs > total:
+        return total
+    return None
+
+
+def check_precision(grad_scaler: Any, automatic_optimization: bool, search_mode: str,
+                    no_val_batches: bool) -> None:  # fmt: skip
+    """fp16 grad scaling needs automatic optimization (the scale changes between the
+    user's manual steps); an alternating search needs validation batches."""
+    if grad_scaler is not None and not automatic_optimization:
+        raise MisconfigurationException(
+            "DNASCallback supports fp16 grad scaling with automatic optimization only; "
+            "use bf16-mixed or 32-true with manual optimization")
+    if search_mode == "alternating" and no_val_batches:
+        raise MisconfigurationException("alternating search needs validation batches")
+
+
+def find_network(pl_module: LightningModule) -> str:
+    """The name of the one child module holding trainable parameters (torchmetrics
+    metrics ignored)."""
+    found = [name for name, child in pl_module.named_children()
+             if not isinstance(child, Metric)
+             and any(p.requires_grad for p in child.parameters())]  # fmt: skip
+    if not found:
+        raise MisconfigurationException(
+            f"{type(pl_module).__name__} has no child module with trainable parameters when "
+            "DNASCallback converts it (callback setup, before the module's setup() and "
+            "configure_model()): build the network in __init__, or pass network='<name>'")
+    if len(found) != 1:
+        raise MisconfigurationException(
+            f"DNASCallback cannot tell which child of {type(pl_module).__name__} is the network "
+            f"to search: children with trainable parameters: {found}; pass network='<name>'")
+    return found[0]
+
+
+def example_from_batch(batch: Any) -> Tensor:
+    """The first element of a training batch (the batch itself if it is not a tuple or
+    list), at most :data:`EXAMPLE_SAMPLES` samples, detached."""
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(first, Tensor):
+        raise MisconfigurationException(
+            "DNASCallback could not take an example input from the first training batch "
+            f"(its first element is a {type(first).__name__}); pass example_input= or set "
+            "the module's example_input_array")
+    return first[:EXAMPLE_SAMPLES].detach().clone()
+
+
+def already_searching(network: str) -> MisconfigurationException:
+    """The error for a network that is already a search network when the callback meets
+    it (it needs the seed network to convert and to rebuild checkpoints from)."""
+    return MisconfigurationException(f"`{network}` is already a search network; "
+                                     "give DNASCallback the seed network")  # fmt: skip
+
+
+__all__ = [
+    "SEARCH_MODES",
+    "already_searching",
+    "build_stages",
+    "check_arguments",
+    "check_options",
+    "check_precision",
+    "example_from_batch",
+    "find_network",
+    "fit_epochs",
+]

@@ -1,0 +1,105 @@
+"""The searched network's place in the LightningModule: convert it, export it, and keep
+its structure in the module's ``state_dict``.
+
+The callback swaps the network inside the user's module in place (``set_submodule`` on the
+network's attribute path) and records each swap in the
+:class:`~lightning_dnas.restore.StructureKeeper`, whose hooks write the structure into
+every checkpoint and rebuild it from a loaded one (docs/CALLBACK.md, "Checkpoints and
+resume"). Plain PyTorch: nothing here knows the trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..nas.engine import DNAS
+from ..nas.methods import METHODS
+from ..nas.modules import set_submodule
+from ..restore import NetworkStructure, StructureKeeper, encode_options, example_record
+from .config import already_searching
+
+
+def attach_keeper(module: nn.Module, network: str, example: Any, cost: Any,
+                  on_rebuild: Callable[[nn.Module], None]) -> StructureKeeper:  # fmt: skip
+    """Record the seed network at ``network`` in ``module`` and attach the hooks that keep
+    its structure in ``module``'s ``state_dict`` (``on_rebuild`` is called with each
+    network a loaded checkpoint rebuilds). ``example`` may be ``None`` (no example input
+    yet: a checkpoint rebuilds from its own recorded example shape)."""
+    net = module.get_submodule(network)
+    if isinstance(net, DNAS):
+        raise already_searching(network)
+    record = {} if example is None else example_record(example)
+    keeper = StructureKeeper(copy.deepcopy(net), NetworkStructure(network, example=record),
+                             example, cost, on_rebuild)  # fmt: skip
+    keeper.attach(module)
+    return keeper
+
+
+def set_example(keeper: StructureKeeper, example: Any) -> None:
+    """Give a keeper attached before the fit (by a validate/test) the fit's example."""
+    keeper.example = example
+    keeper.structure.example = example_record(example)
+
+
+def convert(module: nn.Module, network: str, keeper: StructureKeeper, example: Any,
+            method: str, converter: Mapping[str, Any], cost: Any) -> DNAS:  # fmt: skip
+    """Replace the plain network at ``network`` in ``module`` by its search network of
+    ``method`` (with the ``converter`` options that method takes, ``cost``), on the
+    network's device; record the new structure. Returns the search network."""
+    net = module.get_submodule(network)
+    device = next(net.parameters()).device
+    spec = METHODS[method]
+    options = {k: v for k, v in converter.items() if k in spec.converter_options}
+    search = spec.cls(net, to_device(example, device), cost=cost, **options)
+    search.to(device)
+    # A new structure object, never edited in place: the keeper's hooks compare structures.
+    structure = copy.deepcopy(keeper.structure)
+    structure.method, structure.options = method, encode_options(options)
+    keeper.structure = structure
+    set_submodule(module, network, search)
+    return search
+
+
+def export(module: nn.Module, network: str, keeper: StructureKeeper, search: DNAS,
+           stage: str, best: Mapping[str, Any] | None, check: bool,
+           ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """Replace the search network at ``network`` in ``module`` by the plain network it
+    exports, after
+    loading the ``best`` snapshot (``{"epoch", "state"}``; ``None``: the current state);
+    record the new structure. ``check`` compares the two networks on the example.
+
+    Returns the plain network, the history record of the export (``stage``, ``method``,
+    ``best_epoch``, ``costs``, ``arch``) and the search network's layer widths.
+    """
+    if best is not None:
+        search.load_state_dict(best["state"])
+    exported = search.export(check=check)
+    spec = search.arch()
+    widths = search.layer_widths()
+    record = {"stage": stage, "method": search.method,
+              "best_epoch": None if best is None else best["epoch"],
+              "costs": {n: search.hard_cost(n) for n in search.costs}, "arch": spec}
+    structure = copy.deepcopy(keeper.structure)
+    structure.applied.append(spec)
+    structure.method, structure.options = None, {}
+    keeper.structure = structure
+    set_submodule(module, network, exported)
+    return exported, record, widths
+
+
+def to_device(example: Any, device: torch.device) -> Any:
+    """``example`` (a tensor, or a tuple/list of them) on ``device``; other values as
+    they are."""
+    if isinstance(example, Tensor):
+        return example.to(device)
+    if isinstance(example, (tuple, list)):
+        return type(example)(to_device(e, device) for e in example)
+    return example
+
+
+__all__ = ["attach_keeper", "convert", "export", "set_example", "to_device"]

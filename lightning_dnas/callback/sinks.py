@@ -1,0 +1,95 @@
+"""Where an export goes besides the module: files and W&B.
+
+An export (the callback's word for "the search network replaced by the plain network it
+found") produces a record (the :attr:`~lightning_dnas.DNASCallback.history` entry: stage,
+method, best epoch, costs, architecture spec) and the plain network. This module writes
+them: :func:`write_export_files` (``<stage>.json`` and ``<stage>.pt``) and
+:func:`log_export_wandb` (tables, artifacts, run summary). ONNX export is
+:mod:`lightning_dnas.onnx_export`, which the callback does not call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import Logger, WandbLogger
+from torch import nn
+
+LAYER_COLUMNS = ["layer", "type", "out_channels", "original", "taps", "kernel", "dilation"]
+CHOICE_COLUMNS = ["choice", "index", "candidate"]
+
+
+def export_files_dir(export_dir: str | Path | bool | None,
+                     log_dir: Callable[[], str | None], default_root_dir: str,
+                     ) -> Path | None:  # fmt: skip
+    """The folder of the export files: ``export_dir``; ``None`` or ``True``:
+    ``<log_dir()>/dnas`` (``<default_root_dir>/dnas`` when that is ``None``); ``False``:
+    none. ``log_dir`` is called only when needed: ``Trainer.log_dir`` is a collective call
+    under DDP (a broadcast), and this runs on global rank zero only."""
+    if export_dir is False:
+        return None
+    if export_dir not in (None, True):
+        return Path(export_dir)  # type: ignore[arg-type]
+    return Path(log_dir() or default_root_dir) / "dnas"
+
+
+def write_export_files(root: Path, record: dict[str, Any], net: nn.Module) -> None:
+    """Write ``<root>/<stage>.json`` (the record) and ``<root>/<stage>.pt`` (``torch.save``
+    of the exported network). The JSON goes through a temporary file and a rename, so a
+    reader never sees half a record."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{record['stage']}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(root / f"{record['stage']}.json")
+    torch.save(net, root / f"{record['stage']}.pt")
+
+
+def log_export_wandb_all(loggers: Iterable[Logger], step: int, record: dict[str, Any],
+                         widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+    """:func:`log_export_wandb` to every ``WandbLogger`` among ``loggers``; wandb itself
+    is imported only when there is one."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            log_export_wandb(logger, step, record, widths, net)
+
+
+def log_export_wandb(logger: WandbLogger, step: int, record: dict[str, Any],
+                     widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+    """Log one export to a W&B run: the tables ``dnas/<stage>/layers`` (``widths``, the
+    search network's :meth:`~lightning_dnas.nas.engine.DNAS.layer_widths`) and
+    ``dnas/<stage>/choices`` at ``step``; the artifacts ``dnas-arch-<run id>``
+    (``arch.json``: the record) and ``dnas-model-<run id>`` (``model.pt``: the network),
+    a version per export aliased with the stage name and ``latest``; ``dnas/final_<cost>``
+    in the run summary."""
+    import wandb  # optional: only runs that use a WandbLogger need it
+
+    stage = record["stage"]
+    choices = [[name, c["index"], c["name"]] for name, c in record["arch"]["choices"].items()]
+    logger.log_table(f"dnas/{stage}/layers", LAYER_COLUMNS,
+                     [[row[c] for c in LAYER_COLUMNS] for row in widths], step=step)  # fmt: skip
+    logger.log_table(f"dnas/{stage}/choices", CHOICE_COLUMNS, choices, step=step)
+    run = logger.experiment
+    meta = {"stage": stage, "method": record["method"], "costs": record["costs"]}
+    arch = wandb.Artifact(f"dnas-arch-{run.id}", type="dnas-architecture", metadata=meta)
+    with arch.new_file("arch.json") as f:
+        json.dump(record, f, indent=1)
+    model = wandb.Artifact(f"dnas-model-{run.id}", type="model", metadata=meta)
+    with model.new_file("model.pt", mode="wb") as f:
+        torch.save(net, f)
+    for artifact in (arch, model):
+        run.log_artifact(artifact, aliases=[stage, "latest"])
+    run.summary.update({f"dnas/final_{name}": value for name, value in record["costs"].items()})
+
+
+__all__ = [
+    "CHOICE_COLUMNS",
+    "LAYER_COLUMNS",
+    "export_files_dir",
+    "log_export_wandb",
+    "log_export_wandb_all",
+    "write_export_files",
+]
