@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from .cost.fast import FAST_COSTS, LinearCounts
-from .cost.models import CostModel, LayerShape, as_tensor
+from .cost.models import CostModel, LayerShape, PeakRamCost, as_tensor
 from .graph.channels import ChannelGraph, LayerCall, Layout
+from .memory_costs import hard_peak, soft_peak
 from .pit.masks import THRESHOLD, ChannelMask, TapMask
 from .supernet.module import SuperNetModule
 
@@ -152,6 +153,8 @@ class SearchCosts:
         cost; the last forward's theta with ``sampled_cost``)."""
         model = self.costs[self._cost_name(name)]
         ref = next(self.net.parameters())
+        if isinstance(model, PeakRamCost):  # network-level: the liveness table
+            return soft_peak(self, model.act_bits, ref)
         if callable(model.fn) and model.fn in FAST_COSTS:
             return self._fast_soft_cost(FAST_COSTS[model.fn], ref)
         total = ref.new_zeros(())
@@ -181,6 +184,8 @@ class SearchCosts:
     def hard_cost(self, name: str | None = None) -> float:
         """Exact cost of the binarized, argmax architecture (equals the exported network's)."""
         model = self.costs[self._cost_name(name)]
+        if isinstance(model, PeakRamCost):
+            return float(hard_peak(self, model.act_bits)[0])
         chosen = {n: c.argmax() for n, c in self.choices.items()}
         total = 0.0
         for lc in self._layer_calls(model):

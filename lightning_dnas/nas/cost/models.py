@@ -7,6 +7,7 @@ exported network's). The same function serves both; it receives a :class:`LayerS
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,15 +109,65 @@ class CostModel:
         return f"CostModel(name={self.name!r}, per_call={self.per_call})"
 
 
+def layer_weights(s: LayerShape) -> Number:
+    """Weights without bias: conv ``cout*cin/groups*k``, depthwise ``c*k``, linear
+    ``cout*cin``."""
+    if s.kind == "depthwise":
+        return s.out_channels * s.kernel
+    return s.out_channels * s.in_channels / s.groups * s.kernel
+
+
+class _FlashBytes:
+    """Per-layer flash bytes at ``bits`` per weight (a class, not a closure: picklable)."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+
+    def __call__(self, s: LayerShape) -> Number:
+        w = layer_weights(s)
+        if isinstance(w, Tensor):  # soft: the ceil has no gradient
+            return w * (self.bits / 8) + 8 * s.out_channels
+        return math.ceil(w * self.bits / 8 - 1e-9) + 8 * s.out_channels
+
+
+class FlashCost(CostModel):
+    """Flash bytes (SPEC 9): per Conv/Linear layer, counted once,
+    ``ceil(weights * weight_bits / 8) + 8 * out_channels`` (an int32 bias and a float32
+    per-channel scale per output channel after BN folding). The soft value drops the
+    ceil (no gradient); the hard value is exact."""
+
+    def __init__(self, weight_bits: int = 8, name: str = "flash") -> None:
+        self.weight_bits = weight_bits
+        super().__init__(_FlashBytes(weight_bits), per_call=False, name=name)
+
+
+def _network_level(s: LayerShape) -> Number:
+    return 0.0
+
+
+class PeakRamCost(CostModel):
+    """Peak activation RAM in bytes (SPEC 9) at ``act_bits`` per element: a network-level
+    cost, ``max over operations of sum over live buffers of ceil(numel * act_bits / 8)``
+    on the exported network at batch 1; evaluated by :mod:`lightning_dnas.nas.memory_costs`
+    (per layer it is 0)."""
+
+    def __init__(self, act_bits: int = 8, name: str = "peak_ram") -> None:
+        self.act_bits = act_bits
+        super().__init__(_network_level, per_call=True, name=name)
+
+
 PARAMS = CostModel(layer_params, per_call=False, name="params")
 MACS = CostModel(layer_macs, per_call=True, name="macs")
 MACS_NO_BIAS = CostModel(layer_macs_no_bias, per_call=True, name="macs_no_bias")
-BUILTIN: dict[str, CostModel] = {c.name: c for c in (PARAMS, MACS, MACS_NO_BIAS)}
+FLASH = FlashCost()
+PEAK_RAM = PeakRamCost()
+BUILTIN: dict[str, CostModel] = {c.name: c for c in (PARAMS, MACS, MACS_NO_BIAS, FLASH, PEAK_RAM)}
 
 
 def resolve_costs(cost: Any) -> dict[str, CostModel]:
     """Normalise the ``cost=`` argument: a built-in name (``"params"``, ``"macs"``,
-    ``"macs_no_bias"``), a :class:`CostModel`, a callable, or a ``{name: any of these}`` dict.
+    ``"macs_no_bias"``, ``"flash"``, ``"peak_ram"``), a :class:`CostModel`, a callable,
+    or a ``{name: any of these}`` dict.
     """
     if isinstance(cost, Mapping) and not isinstance(cost, CostModel):
         if not cost:
@@ -144,6 +195,10 @@ def _one_cost(cost: Any, name: str | None) -> CostModel:
             f"them; got {type(cost).__name__}"
         )
     if name is not None and model.name != name:
+        if isinstance(model, PeakRamCost):
+            return PeakRamCost(model.act_bits, name=name)
+        if isinstance(model, FlashCost):
+            return FlashCost(model.weight_bits, name=name)
         model = CostModel(model.fn, per_call=model.per_call, name=name)
     return model
 

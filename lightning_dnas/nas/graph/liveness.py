@@ -15,8 +15,8 @@ The result, :class:`Liveness`, lists buffers (owner node, element count at batch
 per operation (*step*), the buffers live during it, so that a peak is
 ``max_s sum_{b live at s} bytes(b)`` for any assignment of buffer sizes. The graph layer
 knows no search method: a caller may drop nodes (``skip``) and declare nodes that alias a
-weighted set of other nodes (``mix``: a mixture whose sources carry weight *keys*); each
-live buffer carries the key under which it is live (None = certainly live).
+weighted set of other nodes (``mix``: a mixture whose sources carry weight *keys*, opaque
+here); each live buffer carries the key under which it is live (None = certainly live).
 """
 
 from __future__ import annotations
@@ -205,12 +205,14 @@ def liveness(
     mix: Mapping[fx.Node, Sequence[tuple[fx.Node, Hashable | None]]] | None = None,
     key_of: Callable[[fx.Node], Hashable | None] | None = None,
     unwrap: Unwrap = lambda m: m,
+    combine: Callable[[Hashable, Hashable], Hashable] = lambda inner, outer: inner,
 ) -> Liveness:
     """Buffers and live sets of ``gm`` (see the module docstring).
 
     ``shapes``: :func:`sample_shapes` at batch 1. ``skip``: nodes that do not run (their
     reads do not count). ``mix``: nodes whose value is the union of the listed sources'
-    values, each source under a weight key (a source already under a key keeps its own).
+    values, each source under a weight key; a source already under a key gets
+    ``combine(its key, the mix's key)`` (both must hold: e.g. the product of two weights).
     ``key_of``: the key of the buffers a node creates. ``unwrap``: the user's layer inside
     a wrapper module (module types decide the rules).
     """
@@ -300,7 +302,8 @@ def liveness(
             refs: list[tuple[int, Hashable | None]] = []
             for s, k in mix[n]:
                 if s in active and s not in skipped:
-                    refs += [(b, kb if kb is not None else k) for b, kb in values[(s, None)]]
+                    refs += [(b, k if kb is None else kb if k is None else combine(kb, k))
+                             for b, kb in values[(s, None)]]  # fmt: skip
             bind((n, None), n, refs)
             continue
         step_nodes.append(n)
