@@ -38,8 +38,13 @@ class MaskBank:
             m.bank = self
 
     def __call__(self, *_: object) -> None:
-        """Compute all binarized masks for this pass (signature of a forward pre-hook)."""
-        if not self.masks:
+        """Compute all binarized masks for this pass (signature of a forward pre-hook).
+
+        Under ``torch.compile`` it does nothing: each mask then binarizes its own alpha
+        (:meth:`ChannelMask.forward`), which the compiler fuses into a few kernels anyway,
+        and the graph holds no Python-side cache whose validity would need a guard.
+        """
+        if not self.masks or torch.compiler.is_compiling():
             return
         alpha = torch.cat([m.alpha for m in self.masks])
         scale = torch.cat([m._scale for m in self.masks])
@@ -87,8 +92,13 @@ class ChannelMask(nn.Module):
 
     def forward(self) -> Tensor:
         """The binarized mask (STE), shape ``[C]``: the value its :class:`MaskBank`
-        computed for the current forward pass, or computed here when there is none or
-        ``alpha`` changed in place since."""
+        computed for the current forward pass, or computed here when there is none,
+        ``alpha`` changed in place since, or the call is being compiled."""
+        # Under torch.compile the cache is bypassed: reading ``_version`` is a
+        # data-dependent value to dynamo (a graph break in every masked layer, then one
+        # recompilation per layer shape); the recomputation is fused and costs nothing.
+        if torch.compiler.is_compiling():
+            return binarize(self.theta())
         current = self._current
         if current is not None and current[1] == self.alpha._version:
             return current[0]

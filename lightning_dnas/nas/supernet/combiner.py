@@ -74,14 +74,15 @@ def gumbel_noise(like: Tensor) -> Tensor:
 
 
 def mixing_weights(
-    alpha: Tensor, mode: str, temperature: float, noise: Tensor | None = None
+    alpha: Tensor, mode: str, temperature: float | Tensor, noise: Tensor | None = None
 ) -> Tensor:
     """Weights ``theta`` that mix the candidates' outputs, differentiable w.r.t. ``alpha``.
 
     Args:
         alpha: logits, shape ``(n,)``.
         mode: one of :data:`MODES` (formulas in the module docstring).
-        temperature: ``T > 0``; the logits (plus noise) are divided by it.
+        temperature: ``T > 0``; the logits (plus noise) are divided by it (a 0-dim tensor
+            under ``torch.compile``, see ``SuperNetModule``; not validated again).
         noise: Gumbel noise for the ``"gumbel"`` modes; drawn with :func:`gumbel_noise`
             when ``None``. Ignored by the non-Gumbel modes.
 
@@ -92,7 +93,8 @@ def mixing_weights(
         ``alpha / T`` or ``(alpha + g) / T``.
     """
     validate_mode(mode)
-    temperature = validate_temperature(temperature)
+    if not isinstance(temperature, Tensor):  # a tensor was validated when it was set
+        temperature = validate_temperature(temperature)
     logits = alpha
     if mode in ("gumbel", "hard_gumbel"):
         logits = alpha + (gumbel_noise(alpha) if noise is None else noise)

@@ -76,6 +76,13 @@ class SuperNetModule(nn.Module):
     search shows the accuracy of the exported architecture; ``"soft"`` returns the
     mixture with ``theta = softmax(alpha / T)``, without noise, in every mode.
 
+    **Under torch.compile** the candidate to run cannot depend on ``alpha`` without a
+    graph break per choice, so the hard modes and ``eval_mode="argmax"`` run every
+    candidate and mix them with the one-hot ``theta``: same outputs and gradients (the
+    unselected weights get their zero gradients from the mixing's backward), but
+    without the fast path's savings; the temperature is read from a tensor, so that a
+    temperature schedule does not recompile.
+
     Args:
         candidates: the alternatives, all ``nn.Module`` (``nn.Identity`` and blocks with
             their own BatchNorm included), as a sequence (named ``"0"``, ``"1"``, ...) or
@@ -131,6 +138,9 @@ class SuperNetModule(nn.Module):
         n = len(items)
         self.alpha = nn.Parameter(torch.full((n,), 1.0 / n))
         self.softmax = softmax
+        # The temperature as a tensor too, read under torch.compile: a Python float on the
+        # module would be a guarded constant (one recompilation per scheduled value).
+        self.register_buffer("_temperature_t", torch.ones(()), persistent=False)
         self.temperature = temperature
         self.eval_mode = eval_mode
         self.channels_last_unselected = bool(channels_last_unselected)
@@ -153,6 +163,16 @@ class SuperNetModule(nn.Module):
     @temperature.setter
     def temperature(self, value: float) -> None:
         self._temperature = validate_temperature(value)
+        held = self._buffers.get("_temperature_t")  # absent in modules pickled before it
+        if held is not None:
+            with torch.no_grad():
+                held.fill_(self._temperature)
+
+    def _divisor(self) -> float | Tensor:
+        """``T`` as the logits' divisor: the float in eager mode (bit-identical to earlier
+        versions), the tensor copy under ``torch.compile`` (no guard on its value)."""
+        held = self._buffers.get("_temperature_t")
+        return held if held is not None and torch.compiler.is_compiling() else self._temperature
 
     @property
     def eval_mode(self) -> str:
@@ -171,7 +191,7 @@ class SuperNetModule(nn.Module):
         This is what costs and :meth:`icv` use by default: the expected cost is
         ``sum_i p_i * cost(candidate_i)``.
         """
-        return F.softmax(self.alpha / self.temperature, dim=-1)
+        return F.softmax(self.alpha / self._divisor(), dim=-1)
 
     def theta(self) -> Tensor:
         """The weights the next forward uses, in the current mode and train/eval state.
@@ -182,7 +202,7 @@ class SuperNetModule(nn.Module):
         ``eval_mode="argmax"``, :meth:`probabilities` for ``eval_mode="soft"``.
         """
         if self.training:
-            return mixing_weights(self.alpha, self.softmax, self.temperature)
+            return mixing_weights(self.alpha, self.softmax, self._divisor())
         if self.eval_mode == "soft":
             return self.probabilities()
         return F.one_hot(self.alpha.detach().argmax(), len(self.names)).to(self.alpha.dtype)
@@ -208,14 +228,21 @@ class SuperNetModule(nn.Module):
         return icv(self.last_theta, eps)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``sum_i theta_i * candidate_i(x)`` (see the class docstring for eval)."""
-        if not self.training and self.eval_mode == "argmax":
+        """Return ``sum_i theta_i * candidate_i(x)`` (see the class docstring for eval and
+        for ``torch.compile``)."""
+        # Under torch.compile the choice of candidate must not be a Python value read
+        # from alpha (``int(argmax)``): that is a graph break in every choice and one
+        # recompilation per choice and per selected index. The one-hot theta of the hard
+        # modes and of argmax evaluation then mixes all candidates instead, which gives
+        # the same output (``1 * y_selected + 0 * y_others``) and the same gradients.
+        compiling = torch.compiler.is_compiling()
+        if not self.training and self.eval_mode == "argmax" and not compiling:
             self.last_theta = self.theta()
             return self.chosen()(x)
         theta = self.theta()
         self.last_theta = theta
         modules = list(self.candidates.values())
-        if not (self.training and self.softmax in HARD_MODES):
+        if compiling or not (self.training and self.softmax in HARD_MODES):
             return self._mix(theta.unbind(), [m(x) for m in modules])
         return self._hard_forward(x, theta, modules)
 
