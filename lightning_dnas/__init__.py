@@ -13,6 +13,7 @@ Engine (pure PyTorch)::
     loss = task_loss(search(x), y) + search.regularizer(1e-6)  # lambda * soft cost
     net = search.export()                                      # plain nn.Module
     export_onnx(net, x, "net.onnx")                            # + onnxruntime check
+    qat = prepare_qat(net, x); export_int8_onnx(qat, x, "q.onnx")  # QAT, int8 QDQ ONNX
     spec = search.arch(); apply_arch(fresh_model, spec)        # rebuild the structure
 
     SuperNetModule([...candidates])   # place a choice in any network
@@ -21,12 +22,14 @@ Engine (pure PyTorch)::
 
 from typing import TYPE_CHECKING, Any
 
+from .nas.cost.memory import memory_report
 from .nas.cost.models import CostModel, LayerShape
 from .nas.graph.trace import UnsupportedModelError
 from .nas.methods import PIT, PITSuperNet, SuperNet
 from .nas.spec import apply_arch
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
 from .onnx_export import OnnxExportError, export_onnx
+from .quantize import QuantizationError, export_int8_onnx, prepare_qat
 from .restore import restore
 from .stages import Stage, cascade_stages, default_stages
 
@@ -37,6 +40,7 @@ __all__ = [
     "LayerShape",
     "OnnxExportError",
     "PITSuperNet",
+    "QuantizationError",
     "Stage",
     "SuperNet",
     "SuperNetModule",
@@ -44,7 +48,10 @@ __all__ = [
     "apply_arch",
     "cascade_stages",
     "default_stages",
+    "export_int8_onnx",
     "export_onnx",
+    "memory_report",
+    "prepare_qat",
     "restore",
     "set_softmax",
     "set_temperature",

@@ -42,7 +42,9 @@ class NetworkStructure:
     architecture specs exported so far, oldest first (each one applied to the result of the
     previous); ``method`` and ``options``: the search wrapper in use (``None`` for a plain
     network) and its structural converter options; ``example``: shape and dtype of the
-    example input (enough to trace when no real input is at hand).
+    example input (enough to trace when no real input is at hand); ``quantize``: the plain
+    network under quantisation-aware training (:func:`~lightning_dnas.quantize.prepare_qat`)
+    or ``None``.
     """
 
     network: str
@@ -50,12 +52,16 @@ class NetworkStructure:
     method: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)
+    quantize: str | None = None
 
     def to_json(self) -> str:
-        """The structure as a JSON string (what the checkpoint stores)."""
-        return json.dumps({"format": FORMAT, "network": self.network, "applied": self.applied,
-                           "method": self.method, "options": self.options,
-                           "example": self.example})  # fmt: skip
+        """The structure as a JSON string (what the checkpoint stores); ``quantize`` only
+        when set, so float structures read and compare as before it existed."""
+        data = {"format": FORMAT, "network": self.network, "applied": self.applied,
+                "method": self.method, "options": self.options, "example": self.example}
+        if self.quantize is not None:
+            data["quantize"] = self.quantize
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> NetworkStructure:
@@ -64,7 +70,7 @@ class NetworkStructure:
         if data.get("format") != FORMAT:
             raise ValueError(f"unknown lightning_dnas structure format {data.get('format')!r}")
         return cls(data["network"], data["applied"], data["method"], data["options"],
-                   data["example"])  # fmt: skip
+                   data["example"], data.get("quantize"))  # fmt: skip
 
 
 def encode_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,10 +122,15 @@ def build_network(
 ) -> nn.Module:
     """A new network of the recorded structure: a copy of ``seed`` with every recorded
     architecture applied in turn, then converted with the recorded search method (if any).
-    The weights are the seed's; a checkpoint's ``state_dict`` fits it exactly."""
+    The weights are the seed's; a checkpoint's ``state_dict`` fits it exactly. A
+    quantised structure is the plain network prepared for quantisation-aware training."""
     net = copy.deepcopy(seed)
     for spec in structure.applied:
         net = apply_arch(net, spec)
+    if structure.quantize is not None:
+        from .quantize.qat import prepare_qat  # torch.ao's QAT flow: only when needed
+
+        return prepare_qat(net, example, structure.quantize)
     if structure.method is None:
         return net
     method = get_method(structure.method).cls

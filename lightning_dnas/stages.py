@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .nas.methods import METHODS
+from .quantize.qat import SUPPORTED as QUANTIZE
 
 KINDS = ("warmup", "search", "finetune")
 # Stage-list recipes with more than one method (the application's ``method=cascade``).
@@ -43,6 +44,9 @@ class Stage:
         patience: end the stage after this many validations without improvement of its
             score (search: validation task loss + lambda * cost; others: the monitored
             metric); ``None`` runs all its epochs.
+        quantize: for the last stage, a fine-tune: ``"int8"`` makes it quantisation-aware
+            (fake-quantised weights and activations, BN folded, :mod:`lightning_dnas.quantize`)
+            and the fit ends with the int8 network; ``None``: float.
     """
 
     kind: str
@@ -52,6 +56,7 @@ class Stage:
     strength: float | Mapping[str, float] | None = None
     patience: int | None = None
     name: str = field(default="", compare=False)
+    quantize: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stage as JSON-able data (``Stage(**d)`` rebuilds it)."""
@@ -89,7 +94,18 @@ def parse_stages(stages: Iterable[Stage | Mapping[str, Any]]) -> list[Stage]:
                              f"valid: {list(ARCH_PARAMS)}")  # fmt: skip
         if stage.patience is not None and stage.patience < 1:
             raise ValueError(f"{where}: patience must be a positive integer or None")
+        if stage.quantize is not None and stage.quantize not in QUANTIZE:
+            raise ValueError(f"{where}: quantize={stage.quantize!r} is not supported; "
+                             f"supported: {list(QUANTIZE)} (or None)")  # fmt: skip
+        if stage.quantize is not None and stage.kind != "finetune":
+            raise ValueError(f"{where}: only a fine-tune stage can be quantisation-aware")
         out.append(stage)
+    # A QAT network is no search's seed (its layers are fused, fake-quantised modules):
+    # the quantisation-aware fine-tune ends the fit.
+    for i, stage in enumerate(out[:-1]):
+        if stage.quantize is not None:
+            raise ValueError(f"stage {i} (finetune): a quantize={stage.quantize!r} fine-tune "
+                             "must be the last stage")  # fmt: skip
     if not any(s.kind == "search" for s in out):
         raise ValueError("the stage list has no search stage; a DNAS fit needs at least one "
                          "Stage('search', epochs, method=...) with a method in "
@@ -128,21 +144,23 @@ def _complete(i: int, stage: Stage, stages: Sequence[Stage]) -> Stage:
         raise ValueError(f"{where}: a search stage needs a method; valid: {list(METHODS)}")
     if stage.kind == "finetune" and not any(s.kind == "search" for s in stages[:i]):
         raise ValueError(f"{where}: a fine-tune stage must come after a search stage")
-    name = stage.name or f"{i}-{stage.kind}" + (f"-{method}" if method else "")
-    return Stage(stage.kind, stage.epochs, method, tuple(stage.train), stage.strength,
-                 stage.patience, name)  # fmt: skip
+    name = stage.name or f"{i}-{stage.kind}" + (f"-{method}" if method else "") + (
+        f"-{stage.quantize}" if stage.quantize else "")  # fmt: skip
+    return replace(stage, method=method, train=tuple(stage.train), name=name)
 
 
 def default_stages(
     method: str, warmup: int = 0, search: int = 10, finetune: int = 10,
     patience: int | None = None, train: Sequence[str] = ARCH_PARAMS,
+    quantize: str | None = None,
 ) -> list[Stage]:  # fmt: skip
     """``warmup -> search -> fine-tune`` for one method (a zero count drops that stage);
-    ``train``: the architecture parameters the search trains."""
+    ``train``: the architecture parameters the search trains; ``quantize``: of the
+    fine-tune."""
     stages = [Stage("warmup", warmup, method)] if warmup else []
     stages.append(Stage("search", search, method, train=tuple(train), patience=patience))
     if finetune:
-        stages.append(Stage("finetune", finetune))
+        stages.append(Stage("finetune", finetune, quantize=quantize))
     return parse_stages(stages)
 
 
@@ -150,12 +168,13 @@ def cascade_stages(
     supernet: int = 10, pit: int = 10, finetune: int = 10, warmup: int = 0,
     intermediate_finetune: int = 5, supernet_strength: float | Mapping[str, float] | None = None,
     pit_strength: float | Mapping[str, float] | None = None, patience: int | None = None,
-    train: Sequence[str] = ARCH_PARAMS,
+    train: Sequence[str] = ARCH_PARAMS, quantize: str | None = None,
 ) -> list[Stage]:  # fmt: skip
     """The thesis' cascade: [warmup ->] SuperNet search -> export -> fine-tune -> PIT search ->
     export -> fine-tune. The intermediate fine-tune (on by default, as in the thesis, where
     PIT starts from a fine-tuned SuperNet point) is dropped with ``intermediate_finetune=0``;
-    ``train``: the architecture parameters both searches train.
+    ``train``: the architecture parameters both searches train; ``quantize``: of the last
+    fine-tune.
     """
     stages = [Stage("warmup", warmup, "supernet")] if warmup else []
     stages.append(Stage("search", supernet, "supernet", tuple(train), supernet_strength,
@@ -164,7 +183,7 @@ def cascade_stages(
         stages.append(Stage("finetune", intermediate_finetune))
     stages.append(Stage("search", pit, "pit", tuple(train), pit_strength, patience))
     if finetune:
-        stages.append(Stage("finetune", finetune))
+        stages.append(Stage("finetune", finetune, quantize=quantize))
     return parse_stages(stages)
 
 

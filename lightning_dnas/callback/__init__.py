@@ -81,6 +81,7 @@ class DNASCallback(Callback):
         export_dir: where each export's architecture JSON and module are written (default:
             ``<trainer.log_dir>/dnas``); ``False`` writes nothing.
         check_export: compare each exported network with the search network.
+        quantize: ``"int8"``: a quantisation-aware last fine-tune, then :attr:`int8` (sinks.py).
 
     Raises:
         ValueError: here, for an unknown method, softmax, search mode or mode, or a bad
@@ -127,12 +128,13 @@ class DNASCallback(Callback):
         converter: Mapping[str, Any] | None = None,
         export_dir: str | Path | bool | None = None,
         check_export: bool = True,
+        quantize: str | None = None,
     ) -> None:
         super().__init__()
         # The checks run in the one-file callback's order, so that a call with several
         # errors still reports the same one first.
         self.stages = config.build_stages(method, stages, warmup_epochs, search_epochs,
-                                          finetune_epochs, patience)  # fmt: skip
+                                          finetune_epochs, patience, quantize)  # fmt: skip
         self.costs = resolve_costs(cost)
         config.check_arguments(softmax, search_mode, mode)
         self._cost_arg = cost
@@ -145,6 +147,7 @@ class DNASCallback(Callback):
         self.converter = dict(converter or {})
         self.export_dir, self.check_export = export_dir, check_export
         self.exported: nn.Module | None = None
+        self.int8: Any = None  # the int8 ONNX export's report (quantize only, global rank 0)
         self.history: list[dict[str, Any]] = []
         self._clock = StageClock(self.stages, mode)
         self._arch = ArchStep()
@@ -239,8 +242,9 @@ class DNASCallback(Callback):
             search = network.convert(pl_module, self.network, self._keeper, self._example,
                                      step.convert, self.converter, self._cost_arg)  # fmt: skip
             self._adopt(search)
+        quantized = network.quantize(pl_module, self._keeper, self.stages[index].quantize)
         self._clock.enter(index, trainer.current_epoch)
-        if (step.export or step.convert is not None) and not initial:
+        if (step.export or step.convert is not None or quantized) and not initial:
             trainer_ops.reset_optimizers(trainer)
             trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
         stage = self.stage
@@ -292,6 +296,7 @@ class DNASCallback(Callback):
             self._export(trainer, pl_module)
         if end.fit_over:
             self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+            sinks.write_int8(trainer, self)  # a quantisation-aware fit: its int8 ONNX
 
     # -- the regulariser and the architecture step ---------------------------------------
     def _joint_search(self, trainer: Trainer) -> bool:

@@ -15,6 +15,7 @@ tests/callback/test_config_errors.py checks against this code:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from lightning.pytorch import LightningModule
@@ -36,16 +37,27 @@ EXAMPLE_SAMPLES = 8  # samples of the first training batch kept as the example i
 
 def build_stages(method: str, stages: Sequence[Stage | Mapping[str, Any]] | None,
                  warmup_epochs: int, search_epochs: int, finetune_epochs: int,
-                 patience: int | None) -> list[Stage]:  # fmt: skip
+                 patience: int | None, quantize: str | None = None) -> list[Stage]:  # fmt: skip
     """The parsed stage list: ``stages``, else ``warmup -> search -> fine-tune`` of
-    ``method``. A ValueError names the valid methods or what is wrong with the list
-    (:func:`~lightning_dnas.stages.parse_stages`)."""
+    ``method``; ``quantize`` makes the last stage, which must be a fine-tune,
+    quantisation-aware. A ValueError names the valid methods or what is wrong with the
+    list (:func:`~lightning_dnas.stages.parse_stages`)."""
     if stages is None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
         stages = default_stages(method, warmup_epochs, search_epochs, finetune_epochs,
                                 patience)  # fmt: skip
-    return parse_stages(stages)
+    parsed = parse_stages(stages)
+    if quantize is None:
+        return parsed
+    last = parsed[-1]
+    if last.kind != "finetune":
+        raise ValueError(f"quantize={quantize!r} needs a fine-tune as the last stage (the "
+                         f"quantisation-aware fine-tune); the last stage is {last.name}")
+    if last.quantize not in (None, quantize):
+        raise ValueError(f"quantize={quantize!r} but the last stage {last.name} has "
+                         f"quantize={last.quantize!r}")  # fmt: skip
+    return parse_stages([*parsed[:-1], replace(last, quantize=quantize, name="")])
 
 
 def check_arguments(softmax: str | None, search_mode: str, mode: str) -> None:

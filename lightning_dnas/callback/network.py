@@ -1,5 +1,5 @@
-"""The searched network's place in the LightningModule: convert it, export it, and keep
-its structure in the module's ``state_dict``.
+"""The searched network's place in the LightningModule: convert it, export it, prepare it
+for quantisation-aware training, and keep its structure in the module's ``state_dict``.
 
 The callback swaps the network inside the user's module in place (``set_submodule`` on the
 network's attribute path) and records each swap in the
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..nas.engine import DNAS
 from ..nas.methods import METHODS
 from ..nas.modules import set_submodule
+from ..quantize.qat import QATNetwork, prepare_qat
 from ..restore import NetworkStructure, StructureKeeper, encode_options, example_record
 from .config import already_searching
 
@@ -92,6 +93,27 @@ def export(module: nn.Module, network: str, keeper: StructureKeeper, search: DNA
     return exported, record, widths
 
 
+def quantize(module: nn.Module, keeper: StructureKeeper | None, kind: str | None) -> bool:
+    """Replace the plain network in ``module`` (where ``keeper`` records it) by its
+    quantisation-aware version (:func:`~lightning_dnas.quantize.prepare_qat`, ``kind`` e.g.
+    ``"int8"``, the keeper's example input calibrating its ranges), on the network's
+    device, and record the new structure; ``kind`` None (a float stage) or a network
+    already prepared: nothing. Returns whether the network changed."""
+    if kind is None or keeper is None:
+        return False
+    path = keeper.structure.network
+    net = module.get_submodule(path)
+    if isinstance(net, QATNetwork):
+        return False
+    device = next(net.parameters()).device
+    qat = prepare_qat(net, to_device(keeper.example, device), kind)
+    structure = copy.deepcopy(keeper.structure)
+    structure.quantize = kind
+    keeper.structure = structure
+    set_submodule(module, path, qat)
+    return True
+
+
 def to_device(example: Any, device: torch.device) -> Any:
     """``example`` (a tensor, or a tuple/list of them) on ``device``; other values as
     they are."""
@@ -102,4 +124,4 @@ def to_device(example: Any, device: torch.device) -> Any:
     return example
 
 
-__all__ = ["attach_keeper", "convert", "export", "set_example", "to_device"]
+__all__ = ["attach_keeper", "convert", "export", "quantize", "set_example", "to_device"]

@@ -4,7 +4,8 @@ An export (the callback's word for "the search network replaced by the plain net
 found") produces a record (the :attr:`~lightning_dnas.DNASCallback.history` entry: stage,
 method, best epoch, costs, architecture spec) and the plain network. This module writes
 them: :func:`write_export_files` (``<stage>.json`` and ``<stage>.pt``) and
-:func:`log_export_wandb` (tables, artifacts, run summary). ONNX export is
+:func:`log_export_wandb` (tables, artifacts, run summary); at the end of a fit whose last
+stage is quantisation-aware, :func:`write_int8` (``<stage>.int8.onnx``). ONNX export is
 :mod:`lightning_dnas.onnx_export`, which the callback does not call.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 LAYER_COLUMNS = ["layer", "type", "out_channels", "original", "taps", "kernel", "dilation"]
@@ -46,6 +48,30 @@ def write_export_files(root: Path, record: dict[str, Any], net: nn.Module) -> No
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(root / f"{record['stage']}.json")
     torch.save(net, root / f"{record['stage']}.pt")
+
+
+def write_int8(trainer: Any, dnas: Any) -> None:
+    """At the end of a fit of ``dnas`` (the DNASCallback) whose last stage is
+    quantisation-aware, on global rank zero: write its int8 network as
+    ``<export dir>/<stage>.int8.onnx`` (QDQ, checked with onnxruntime:
+    :func:`~lightning_dnas.quantize.export_int8_onnx`) and keep the
+    :class:`~lightning_dnas.quantize.Int8Export` report in ``dnas.int8``. Without the
+    ``onnx`` extra, or with ``export_dir=False``, a warning says that nothing was written
+    (the fit itself needs neither)."""
+    stage = dnas.stage
+    if stage.quantize is None or not trainer.is_global_zero:
+        return
+    root = export_files_dir(dnas.export_dir, lambda: trainer.log_dir, trainer.default_root_dir)
+    if root is None:
+        rank_zero_warn("DNASCallback: export_dir=False: the int8 ONNX is not written")
+        return
+    from ..quantize.onnx_qdq import export_int8_onnx
+
+    try:
+        dnas.int8 = export_int8_onnx(dnas.exported, dnas._example,
+                                     root / f"{stage.name}.int8.onnx")  # fmt: skip
+    except ModuleNotFoundError as err:
+        rank_zero_warn(f"DNASCallback: int8 ONNX not written: {err}")
 
 
 def log_export_wandb_all(loggers: Iterable[Logger], step: int, record: dict[str, Any],
@@ -92,4 +118,5 @@ __all__ = [
     "log_export_wandb",
     "log_export_wandb_all",
     "write_export_files",
+    "write_int8",
 ]
