@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_dnas.nas.methods import METHODS
 from lightning_dnas.stages import RECIPES
 
-_COSTS = ("params", "macs")
+_COSTS = ("params", "macs", "peak_ram", "flash")
 
 
 class ConfigError(ValueError):
