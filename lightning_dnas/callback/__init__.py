@@ -33,7 +33,7 @@ from ..nas.engine import DNAS
 from ..restore import StructureKeeper
 from ..stages import Stage
 from . import config, network, sinks, trainer_ops
-from .arch_step import ArchStep, default_arch_optimizer, stage_lambdas
+from .arch_step import ArchStep, budget_stage, check_budget, default_arch_optimizer, stage_lambdas
 from .clock import Scored, StageClock
 from .config import SEARCH_MODES
 from .sinks import CHOICE_COLUMNS, LAYER_COLUMNS
@@ -56,7 +56,8 @@ class DNASCallback(Callback):
         cost: ``"params"``, ``"macs"``, ``"macs_no_bias"``, a ``CostModel``, or a dict of
             several ``{name: cost}``.
         strength: lambda, a number for the first cost or ``{cost name: lambda}``.
-        target: budgets: the regulariser becomes ``lambda * max(0, cost - target)``.
+        target: the hinge ``lambda * max(0, cost - target)`` (kept as it was; it does not land).
+        budget: ``{cost: B}``: the last search lands on it (``strength``/``target`` unused there).
         icv: strength of the ICV polarisation loss (SuperNet choices).
         stages: a list of :class:`~lightning_dnas.stages.Stage` (or dicts), e.g. a cascade.
         warmup_epochs, search_epochs, finetune_epochs, patience: the default stages.
@@ -110,6 +111,7 @@ class DNASCallback(Callback):
         cost: Any = "params",
         strength: float | Mapping[str, float] = 1e-6,
         target: float | Mapping[str, float] | None = None,
+        budget: Mapping[str, float] | None = None,
         icv: float = 0.0,
         stages: Sequence[Stage | Mapping[str, Any]] | None = None,
         warmup_epochs: int = 0,
@@ -139,6 +141,7 @@ class DNASCallback(Callback):
         config.check_arguments(softmax, search_mode, mode)
         self._cost_arg = cost
         self.strength, self.target, self.icv = strength, target, float(icv)
+        self.budget = check_budget(budget, self.costs)
         self.softmax, self.temperature = softmax, temperature
         self.arch_lr, self.arch_optimizer_factory = arch_lr, arch_optimizer
         self.search_mode = search_mode
@@ -189,7 +192,7 @@ class DNASCallback(Callback):
         if self._fit_ready:
             return
         config.check_options(self.stages, self.converter, self.strength, self.costs)
-        self._example = self._find_example(trainer, pl_module)
+        self._example = trainer_ops.find_example(self.example_input, trainer, pl_module)
         epochs = config.fit_epochs(self.stages, trainer.max_epochs)
         if epochs is not None:
             trainer_ops.set_max_epochs(trainer, epochs)
@@ -209,13 +212,6 @@ class DNASCallback(Callback):
         self._keeper = network.attach_keeper(pl_module, self.network, example,
                                              self._cost_arg, self._adopt)  # fmt: skip
 
-    def _find_example(self, trainer: Trainer, pl_module: LightningModule) -> Any:
-        if self.example_input is not None:
-            return self.example_input
-        if pl_module.example_input_array is not None:
-            return pl_module.example_input_array
-        return config.example_from_batch(trainer_ops.first_train_batch(trainer))
-
     def _adopt(self, net: nn.Module | None) -> None:
         """Called whenever the network changes (also by a checkpoint load)."""
         factory = self.arch_optimizer_factory or default_arch_optimizer(self.arch_lr)
@@ -226,6 +222,7 @@ class DNASCallback(Callback):
         trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
         if "arch_optimizer" in self._pending and self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(self._pending.pop("arch_optimizer"))
+        self._arch.start_budget(self.budget, 0, self._pending.pop("budget", None))
         if "rng" in self._pending:
             trainer_ops.set_rng(self._pending.pop("rng"))
 
@@ -244,6 +241,7 @@ class DNASCallback(Callback):
             self._adopt(search)
         quantized = network.quantize(pl_module, self._keeper, self.stages[index].quantize)
         self._clock.enter(index, trainer.current_epoch)
+        self._arch.start_budget(self.budget if index == budget_stage(self.stages) else None, 0)
         if (step.export or step.convert is not None or quantized) and not initial:
             trainer_ops.reset_optimizers(trainer)
             trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
@@ -257,8 +255,8 @@ class DNASCallback(Callback):
         assert self.network is not None
         name = self.stage.name
         exported, record, widths = network.export(
-            pl_module, self.network, self._keeper, self.search, name, self._clock.best,
-            self.check_export)
+            pl_module, self.network, self._keeper, self.search, name,
+            self._arch.feasible_best(self._clock.best), self.check_export)
         self.history.append(record)
         self._arch.release()
         self.exported = exported
@@ -281,6 +279,7 @@ class DNASCallback(Callback):
             t = self.temperature
             epoch = self._clock.epoch_in_stage(trainer.current_epoch)
             self.search.set_temperature(float(t(epoch) if callable(t) else t))
+        self._arch.set_ramp(trainer_ops.stage_steps(trainer, self.stage) // 2)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log hard costs, temperatures and choice probabilities; turn an EarlyStopping stop
@@ -305,8 +304,8 @@ class DNASCallback(Callback):
     def _searching(self, trainer: Trainer) -> bool:
         return self.search is not None and self.stage.kind == "search" and trainer.training
 
-    def _regularizer(self) -> Tensor:
-        return self._arch.regularizer(self._lambdas(), self.target, self.icv)
+    def _regularizer(self, loss: Tensor | None = None) -> Tensor:
+        return self._arch.regularizer(self._lambdas(), self.target, self.icv, loss)
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule,
                            loss: Tensor) -> None:  # fmt: skip
@@ -317,7 +316,8 @@ class DNASCallback(Callback):
         if not self._joint_search(trainer):
             return
         auto = pl_module.automatic_optimization
-        self._arch.add_to_loss(loss, self._regularizer, trainer_ops.batch_position(trainer),
+        term = lambda: self._regularizer(loss)  # noqa: E731  # the task loss scales a budget
+        self._arch.add_to_loss(loss, term, trainer_ops.batch_position(trainer),
                                once_per_batch=not auto,
                                divide=trainer.accumulate_grad_batches if auto else None,
                                scaler=trainer_ops.grad_scaler(trainer))  # fmt: skip
@@ -385,7 +385,7 @@ class DNASCallback(Callback):
         opt = self.arch_optimizer
         return {**self._clock.state_dict(), "history": self.history,
                 "arch_optimizer": None if opt is None else opt.state_dict(),
-                "rng": trainer_ops.get_rng()}  # fmt: skip
+                "rng": trainer_ops.get_rng(), "budget": self._arch.budget_state()}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Take the state back; the network structure was already rebuilt from the weights'
@@ -394,7 +394,7 @@ class DNASCallback(Callback):
         self.history = state_dict["history"]
         if state_dict["arch_optimizer"] is not None:
             self._pending["arch_optimizer"] = state_dict["arch_optimizer"]
-        self._pending["rng"] = state_dict["rng"]
+        self._pending["rng"], self._pending["budget"] = state_dict["rng"], state_dict.get("budget")
 
 
 __all__ = ["CHOICE_COLUMNS", "LAYER_COLUMNS", "SEARCH_MODES", "DNASCallback"]

@@ -17,8 +17,30 @@ import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 
+from ..nas.budget import BudgetController, BudgetError
 from ..nas.engine import DNAS
 from ..stages import Stage
+
+
+def check_budget(budget: Mapping[str, float] | None,
+                 costs: Mapping[str, Any]) -> dict[str, float] | None:  # fmt: skip
+    """``DNASCallback(budget=...)``: names among the costs, positive numbers (ValueError)."""
+    if budget is None:
+        return None
+    unknown = set(budget) - set(costs)
+    if unknown or not budget:
+        raise ValueError(f"budget names unknown costs {sorted(unknown)}; the costs are "
+                         f"{list(costs)}")  # fmt: skip
+    for name, value in budget.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"budget {name}={value!r} must be a positive number")
+    return {n: float(v) for n, v in budget.items()}
+
+
+def budget_stage(stages: list[Stage]) -> int:
+    """Index of the stage a budget binds: the last search (its export is the final network;
+    earlier searches of a cascade keep their ``strength``)."""
+    return max(i for i, s in enumerate(stages) if s.kind == "search")
 
 
 def stage_lambdas(strength: float | Mapping[str, float], costs: Mapping[str, Any],
@@ -62,6 +84,7 @@ class ArchStep:
         self.optimizer: torch.optim.Optimizer | None = None
         self._term_batch: tuple[int, int] | None = None
         self._terms: dict[str, float] = {}
+        self.budget: BudgetController | None = None
 
     def adopt(self, net: nn.Module | None, softmax: str | None,
               make_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
@@ -70,7 +93,7 @@ class ArchStep:
         ``None``) and give its architecture parameters a fresh optimizer (none for a plain
         network or one without architecture parameters)."""
         self.search = net if isinstance(net, DNAS) else None
-        self.optimizer = None
+        self.optimizer, self.budget = None, None
         if self.search is None:
             return
         if softmax is not None:
@@ -81,7 +104,41 @@ class ArchStep:
 
     def release(self) -> None:
         """The network is plain again (exported): no search network, no optimizer."""
-        self.search, self.optimizer = None, None
+        self.search, self.optimizer, self.budget = None, None, None
+
+    # -- budgets (nas/budget.py) --------------------------------------------------------------
+    def start_budget(self, budgets: Mapping[str, float] | None, ramp_steps: int,
+                     state: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """Own a :class:`BudgetController` for the search network (``budgets`` None: none),
+        its target ramping over ``ramp_steps``; ``state``: a checkpoint's controller state.
+        An infeasible budget is a ``MisconfigurationException`` giving the floor."""
+        if budgets is None or self.search is None or (self.budget is not None and not state):
+            return
+        try:
+            self.budget = BudgetController(self.search, budgets, ramp_steps=ramp_steps)
+        except BudgetError as err:
+            raise MisconfigurationException(str(err)) from err
+        if state:
+            self.budget.load_state_dict(state)
+
+    def set_ramp(self, steps: int) -> None:
+        """The budget target's ramp length (recomputed at each epoch start: exact on resume)."""
+        if self.budget is not None:
+            self.budget.ramp_steps = max(steps, 1)
+
+    def budget_state(self) -> dict[str, Any] | None:
+        """The controller's checkpoint state (``None`` without a budget)."""
+        return None if self.budget is None else self.budget.state_dict()
+
+    def feasible_best(self, best: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The feasibility step on the state to export (``best`` snapshot, else the current
+        one): returns the snapshot to export, every hard cost within its budget."""
+        if self.budget is None or self.search is None:
+            return best
+        if best is not None:
+            self.search.load_state_dict(best["state"])
+        self.budget.finalize()
+        return {**(best or {"epoch": None}), "state": self.snapshot()}
 
     def _groups(self) -> list[dict[str, Any]]:
         """One named param group per kind of architecture parameter, so that a stage's
@@ -101,14 +158,23 @@ class ArchStep:
         return ids
 
     # -- the regulariser --------------------------------------------------------------------
-    def regularizer(self, lambdas: Mapping[str, float], target: Any, icv: float) -> Tensor:
-        """``lambda * cost`` (hinged on ``target``) ``+ icv * ICV``; keeps the terms for
-        :meth:`take_terms`."""
+    def regularizer(self, lambdas: Mapping[str, float], target: Any, icv: float,
+                    loss: Tensor | None = None) -> Tensor:  # fmt: skip
+        """``lambda * cost`` (hinged on ``target``) ``+ icv * ICV``, or with a budget the
+        controller's term (``loss``: the task loss, its first value scales the term);
+        keeps the terms for :meth:`take_terms`."""
         assert self.search is not None
         # The soft costs are computed once: the regulariser takes them and they are logged.
         soft = {name: self.search.soft_cost(name) for name in self.search.costs}
-        reg = self.search.regularizer(dict(lambdas), target, costs=soft)
+        if self.budget is not None:
+            reg = self.budget.term(loss, costs=soft)
+        else:
+            reg = self.search.regularizer(dict(lambdas), target, costs=soft)
         self._terms = {"dnas/reg": float(reg.detach())}
+        if self.budget is not None:
+            self._terms.update({f"dnas/lambda/{n}": v for n, v in self.budget.lambdas.items()})
+            self._terms.update({f"dnas/budget_gap/{n}": g
+                                for n, g in self.budget.gaps().items()})  # fmt: skip
         self._terms.update({f"dnas/soft_{n}": float(v.detach()) for n, v in soft.items()})
         if self.search.choices:
             value = self.search.icv()
@@ -158,6 +224,8 @@ class ArchStep:
         else:
             opt.step()
         opt.zero_grad(set_to_none=True)
+        if self.budget is not None:
+            self.budget.update()
 
     def drop_grads(self) -> None:
         """Clear the architecture gradients without a step (outside joint search steps the
@@ -179,11 +247,18 @@ class ArchStep:
             p.grad = None if g is None else reduce(g)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.budget is not None:
+            self.budget.update()
 
     # -- what the rest of the callback reads ------------------------------------------------
     def hard_penalty(self, lambdas: Mapping[str, float]) -> float:
-        """``sum(lambda * hard cost)``: what a search epoch's score adds to the metric."""
+        """``sum(lambda * hard cost)``: what a search epoch's score adds to the metric.
+        With a budget: 0 for a state within every budget, else ``1e6 * (1 + overrun)``, so a
+        feasible state is always preferred (the feasibility step fixes the others)."""
         assert self.search is not None
+        if self.budget is not None:
+            over = max(self.search.hard_cost(n) / b - 1 for n, b in self.budget.budgets.items())
+            return 0.0 if over <= 0 else 1e6 * (1.0 + over)
         return sum(lam * self.search.hard_cost(n) for n, lam in lambdas.items())
 
     def snapshot(self) -> dict[str, Tensor]:
@@ -209,4 +284,4 @@ class ArchStep:
         return out
 
 
-__all__ = ["ArchStep", "default_arch_optimizer", "stage_lambdas"]
+__all__ = ["ArchStep", "budget_stage", "check_budget", "default_arch_optimizer", "stage_lambdas"]

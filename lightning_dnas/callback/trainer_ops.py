@@ -83,6 +83,26 @@ def batch_position(trainer: Trainer) -> tuple[int, int]:
     return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx
 
 
+def find_example(example_input: Any, trainer: Trainer, pl_module: LightningModule) -> Any:
+    """The example input: ``example_input=``, else ``example_input_array``, else the first
+    training batch's first element (at most 8 samples)."""
+    from .config import example_from_batch  # config imports the callback's parts
+
+    if example_input is not None:
+        return example_input
+    if pl_module.example_input_array is not None:
+        return pl_module.example_input_array
+    return example_from_batch(first_train_batch(trainer))
+
+
+def stage_steps(trainer: Trainer, stage: Any) -> int:
+    """Optimizer steps of ``stage``: ``epochs * batches per epoch / accumulate_grad_batches``
+    (``trainer.num_training_batches``, set once the training dataloader is loaded)."""
+    batches = trainer.num_training_batches
+    per_epoch = 1 if not math.isfinite(batches) else max(int(batches), 1)
+    return stage.epochs * per_epoch // max(trainer.accumulate_grad_batches, 1)
+
+
 def has_no_val_batches(trainer: Trainer) -> bool:
     """Whether the fit has no validation batches (an alternating search cannot run).
 
