@@ -19,7 +19,9 @@ median ratio of adjacent (plain, search) step pairs and the load average are pri
 on a quiet machine all three ratios agree; if they do not, run again. By default glibc
 malloc is told to keep freed memory (``--heap steady``, see :func:`steady_heap`), which
 removes page-fault noise that depends on the other variant's heap layout; ``--heap default``
-leaves malloc alone.
+leaves malloc alone. ``--isolate`` runs each variant in its own worker process (its own
+heap, as in a user's training; the parent still interleaves single steps): the way to
+measure ``--heap default`` without the other variant's heap layout in the result.
 
 Also reported: conversion time (the ``PIT`` constructor, example input of batch 1, median
 of ``--repeats`` after one untimed conversion) and export time (``search.export()`` with
@@ -56,6 +58,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_workers import run_interleaved
 
 from lightning_dnas import PIT
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
@@ -142,6 +148,44 @@ def _prune_half(search: PIT) -> None:
                 taps.beta[0] = 0.1
 
 
+def build_step(key: str, variant: str, compiled: bool, options: dict[str, object],
+               ) -> Callable[[], None]:  # fmt: skip
+    """The training step of ``variant`` (``plain``/``search``) of case ``key`` built from
+    scratch, as :func:`run_case` builds it (same seed, batch, optimizers, regulariser),
+    the network's forward wrapped in ``torch.compile`` when ``compiled``: the worker side
+    of ``--isolate`` (:mod:`step_workers`) and of ``compile_step.py``. ``options``:
+    ``seed``, ``batch``, ``optimizer``, ``fused``, ``cost``, ``lam``."""
+    case, o = CASES[key], options
+    torch.manual_seed(o["seed"])
+    seed_model = case.factory()
+    x = torch.randn(o["batch"] or case.batch, *case.input_shape)
+    with torch.no_grad():
+        classes = seed_model.eval()(x[:1]).shape[-1]
+    seed_model.train()
+    y = torch.randint(0, classes, (x.shape[0],))
+    if variant == "plain":
+        net, extra = seed_model, None
+        opts = [weight_optimizer(o["optimizer"], net.parameters(), o["fused"])]
+    else:
+        net = search = PIT(seed_model, example_input=x[:1].clone(), cost=o["cost"]).train()
+        lam = o["lam"]
+        extra = lambda: search.regularizer(lam)  # noqa: E731
+        opts = [weight_optimizer(o["optimizer"], search.net_parameters(), o["fused"]),
+                weight_optimizer("adam", search.nas_parameters(), o["fused"])]  # fmt: skip
+    stepper = Stepper(torch.compile(net) if compiled else net, extra, opts, x, y)
+    return lambda: stepper(record=False)
+
+
+def _isolated_times(key: str, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """``--isolate``: plain and search steps, each variant in its own process."""
+    options = {k: getattr(args, k) for k in ("seed", "batch", "optimizer", "fused", "cost",
+                                             "lam")}  # fmt: skip
+    out = run_interleaved({v: (build_step, (key, v, False, options)) for v in ("plain", "search")},
+                          args.rounds, args.steps_per_round, args.warmup, args.threads,
+                          args.heap)  # fmt: skip
+    return out["plain"].times, out["search"].times
+
+
 def run_case(case: Case, args: argparse.Namespace) -> Result:
     torch.manual_seed(args.seed)
     seed_model = case.factory()
@@ -175,14 +219,18 @@ def run_case(case: Case, args: argparse.Namespace) -> Result:
     )  # fmt: skip
 
     torch.manual_seed(args.seed)  # reproducible dropout masks (DS-CNN)
-    for _ in range(args.warmup):
-        plain_step(record=False)
-        search_step(record=False)
-    for _ in range(args.rounds):
-        for _ in range(args.steps_per_round):
-            plain_step()
-        for _ in range(args.steps_per_round):
-            search_step()
+    if args.isolate:
+        key = next(k for k, c in CASES.items() if c is case)
+        plain_step.times, search_step.times = _isolated_times(key, args)
+    else:
+        for _ in range(args.warmup):
+            plain_step(record=False)
+            search_step(record=False)
+        for _ in range(args.rounds):
+            for _ in range(args.steps_per_round):
+                plain_step()
+            for _ in range(args.steps_per_round):
+                search_step()
 
     _prune_half(search)
     search.export()  # untimed first export
@@ -289,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fused=True for every optimizer (both variants)")  # fmt: skip
     parser.add_argument("--heap", choices=("steady", "default"), default="steady",
                         help="steady: glibc malloc keeps freed memory (steady_heap)")  # fmt: skip
+    parser.add_argument("--isolate", action="store_true",
+                        help="each variant in its own process (step_workers.py)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.rounds * args.steps_per_round < 30:

@@ -1,0 +1,121 @@
+"""Interleaved step timing with every variant in its own worker process.
+
+Why separate processes: with glibc's default heap (no allocator tuning, as users run a
+training), whether a step's activations land on fresh pages (a page fault per 4 KiB)
+depends on the heap layout; in one process that layout is left by the *other* variant, so
+the measured ratio changes from run to run by more than the difference being measured.
+One process per variant gives each variant its own heap, as in a user's training, while
+the parent still interleaves single steps (only one worker runs at a time, the others
+wait on their pipe), so all variants see the same background load.
+
+A variant is a picklable ``(builder, args)`` pair: ``builder(*args)`` runs in the worker
+and returns the step closure. Workers are started with ``spawn`` (a fresh interpreter, no
+inherited heap).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Builder = Callable[..., Callable[[], None]]
+
+
+def steady_heap() -> bool:
+    """Make glibc malloc keep freed memory (no mmap for large blocks, no trimming), as a
+    caching allocator does (see ``pit_step.py --heap steady``). Returns whether it was
+    applied."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def compiled_frames() -> int:
+    """Frames dynamo compiled in this process so far (each recompilation counts one)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
+
+
+def _worker(conn: Any, builder: Builder, args: tuple[Any, ...], threads: int,
+            heap: str) -> None:  # fmt: skip
+    """Worker loop: build the step, then answer the parent's commands."""
+    torch.set_num_threads(threads)
+    if heap == "steady":
+        steady_heap()
+    step = builder(*args)
+    while True:
+        command, n = conn.recv()
+        if command == "exit":
+            conn.send(None)
+            return
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        conn.send({"times": times, "frames": compiled_frames()})
+
+
+@dataclass
+class Timings:
+    """One variant's results: timed step seconds, warm-up step seconds (the first one
+    includes compilation), compiled frames after warm-up and at the end."""
+
+    times: list[float] = field(default_factory=list)
+    warmup: list[float] = field(default_factory=list)
+    frames_after_warmup: int = 0
+    frames: int = 0
+
+
+def run_interleaved(
+    variants: Mapping[str, tuple[Builder, tuple[Any, ...]]],
+    rounds: int,
+    steps_per_round: int = 1,
+    warmup: int = 5,
+    threads: int = 2,
+    heap: str = "default",
+) -> dict[str, Timings]:
+    """Start one worker per variant, warm them up one after the other (compilations do
+    not compete for the cores), then run ``rounds`` rounds of ``steps_per_round`` steps
+    of each variant in turn; return each variant's :class:`Timings`."""
+    ctx = mp.get_context("spawn")
+    pipes, procs = {}, []
+    for name, (builder, args) in variants.items():
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, builder, args, threads, heap),
+                           daemon=True)  # fmt: skip
+        proc.start()
+        pipes[name], procs = parent, [*procs, proc]
+    out = {name: Timings() for name in variants}
+    try:
+        for name, pipe in pipes.items():
+            pipe.send(("step", warmup))
+            reply = pipe.recv()
+            out[name].warmup = reply["times"]
+            out[name].frames_after_warmup = reply["frames"]
+        for _ in range(rounds):
+            for name, pipe in pipes.items():
+                pipe.send(("step", steps_per_round))
+                reply = pipe.recv()
+                out[name].times.extend(reply["times"])
+                out[name].frames = reply["frames"]
+    finally:
+        for pipe in pipes.values():
+            try:
+                pipe.send(("exit", 0))
+                pipe.recv()
+            except (BrokenPipeError, EOFError):
+                pass
+        for proc in procs:
+            proc.join(timeout=30)
+    return out

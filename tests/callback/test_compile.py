@@ -1,0 +1,90 @@
+"""A user's own ``torch.compile`` of the LightningModule with the callback (docs/CALLBACK.md,
+"torch.compile"): the network is compiled once for training and once for validation
+per network (a stage boundary that swaps it fails the compiled frames' guards on it once,
+never once per layer or per epoch), the fit finds the same architecture as the eager fit.
+
+The smallest network (TinyTCN) and the ``aot_eager`` backend (same dynamo graphs and
+guards as inductor, no code generation): compiling is slow on 2 cores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+import torch._dynamo
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import fx
+
+from lightning_dnas.callback import DNASCallback
+
+from .modules import Classifier, TinyTCN, loaders
+
+pytestmark = pytest.mark.compile
+
+
+class PlainClassifier(Classifier):
+    """The test Classifier without its torchmetrics accuracy (torchmetrics' update is not
+    traceable by dynamo in this version: a package-metadata lookup inside it)."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self.net(x), y))
+
+
+class NetworkGraphs:
+    """A dynamo backend that counts the graphs holding the network (a conv1d call) and
+    hands every graph to ``aot_eager``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.inner = torch._dynamo.lookup_backend("aot_eager")
+
+    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        if any(n.op == "call_function" and n.target is torch.conv1d for n in gm.graph.nodes):
+            self.count += 1
+        return self.inner(gm, example_inputs)
+
+
+class PerEpoch(Callback):
+    """The count of network graphs compiled so far, at the end of every epoch."""
+
+    def __init__(self, graphs: NetworkGraphs) -> None:
+        self.graphs, self.seen = graphs, []
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.seen.append(self.graphs.count)
+
+
+def fit(compiled: bool) -> tuple[DNASCallback, list[int]]:
+    torch._dynamo.reset()
+    L.seed_everything(0)
+    train, val = loaders()
+    dnas = DNASCallback("pit", warmup_epochs=2, search_epochs=2, finetune_epochs=2,
+                        arch_lr=0.05, strength=3e-3, export_dir=False)  # fmt: skip
+    module = PlainClassifier(TinyTCN())
+    graphs = NetworkGraphs()
+    epochs = PerEpoch(graphs)
+    trainer = L.Trainer(max_epochs=6, callbacks=[dnas, epochs], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(torch.compile(module, backend=graphs) if compiled else module, train, val)
+    torch._dynamo.reset()
+    return dnas, epochs.seen
+
+
+def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_architecture():
+    compiled, seen = fit(compiled=True)
+    # Stages of 2 epochs each. Warmup and search run the same search network (converted
+    # in setup): one training and one validation graph in the first epoch, nothing after.
+    # The export at the fine-tune's start swaps the network: once more each, then nothing.
+    assert seen == [2, 2, 2, 2, 4, 4]
+    eager, _ = fit(compiled=False)
+    assert [h["arch"] for h in compiled.history] == [h["arch"] for h in eager.history]
+    got, want = compiled.exported.state_dict(), eager.exported.state_dict()
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
