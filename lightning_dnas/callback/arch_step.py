@@ -106,7 +106,7 @@ class ArchStep:
         """The network is plain again (exported): no search network, no optimizer."""
         self.search, self.optimizer, self.budget = None, None, None
 
-    # -- budgets (nas/budget.py) --------------------------------------------------------------
+    # -- budgets (nas/budget/) --------------------------------------------------------------
     def start_budget(self, budgets: Mapping[str, float] | None, ramp_steps: int,
                      state: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         """Own a :class:`BudgetController` for the search network (``budgets`` None: none),

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_dnas import PIT, PITSuperNet, SuperNet, SuperNetModule
-from lightning_dnas.nas.budget import BudgetController, BudgetError, fast_hard_cost
-from lightning_dnas.nas.budget_repair import _items, _set_tap_start, _tap_start
+from lightning_dnas.nas.budget import BudgetController, BudgetError
+from lightning_dnas.nas.budget.measure import fast_hard_cost
+from lightning_dnas.nas.budget.repair import _items, _set_tap_start, _tap_start
 from lightning_dnas.zoo import DSCNN, Mnist1dSuperNet, Mnist1dTCN, ResNet8
 from tests.support import randomize_masks
 

@@ -1,4 +1,4 @@
-"""The feasibility step of :class:`~lightning_dnas.nas.budget.BudgetController`: edit a
+"""The feasibility step of :class:`~lightning_dnas.nas.budget.controller.BudgetController`: edit a
 search state (masks, choice logits) in place until its hard costs fit the budgets.
 
 1. Choices (:func:`choose_combination`). A hard cost is ``base + sum_m d_m[k_m]``: every
@@ -24,9 +24,10 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .cost.fast import FAST_COSTS
-from .engine import DNAS
-from .pit.masks import THRESHOLD, ChannelMask, TapMask
+from ..cost.fast import FAST_COSTS
+from ..engine import DNAS
+from ..pit.masks import THRESHOLD, ChannelMask, TapMask
+from .measure import fast_hard_cost, smallest_cost
 
 _BELOW, _ABOVE = 0.49, 0.51  # |alpha| / theta_beta values just off the 0.5 threshold
 _ENUMERATE = 200_000  # combinations enumerated; above that, a greedy descent
@@ -35,8 +36,6 @@ CLOSE = 0.97
 
 def hard_costs(search: DNAS, budgets: Mapping[str, float]) -> dict[str, float]:
     """Exact hard costs (argmax choices) of every budgeted cost, vectorised where it can be."""
-    from .budget import fast_hard_cost
-
     out = {}
     for name in budgets:
         model = search.costs[name]
@@ -61,8 +60,6 @@ def _set_argmax(choice: object, index: int) -> None:
 
 def choose_combination(search: DNAS, budgets: Mapping[str, float]) -> tuple[int, ...]:
     """Step 1 (module docstring); sets the choices' argmax and returns the combination."""
-    from .budget import smallest_cost
-
     choices = list(search.choices.values())
     if not choices:
         return ()
