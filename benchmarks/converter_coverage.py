@@ -106,7 +106,7 @@ class Cause:
     repro: str
 
 
-# Diagnosed from the torchvision run (rules of lightning_dnas/nas/graph/channels.py).
+# Diagnosed from the torchvision run (rules in lightning_dnas/nas/graph/rules/).
 CAUSES = [
     Cause(
         "stochastic_depth",

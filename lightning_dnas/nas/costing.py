@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from .cost.fast import FAST_COSTS, LinearCounts
 from .cost.models import CostModel, LayerShape, PeakRamCost, as_tensor
-from .graph.channels import ChannelGraph, LayerCall, Layout
+from .graph.channel_graph import ChannelGraph, LayerCall
+from .graph.channel_layout import Layout
 from .memory_costs import hard_peak, soft_peak
 from .pit.masks import THRESHOLD, ChannelMask, TapMask
 from .supernet.module import SuperNetModule

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from .cost.models import CostModel, resolve_costs
 from .costing import SearchCosts
 from .equivalence import assert_same_function
-from .graph.channels import ChannelGraph, LayerCall, Layout, analyse
+from .graph.analyse import analyse
+from .graph.channel_graph import ChannelGraph, LayerCall
+from .graph.channel_layout import Layout
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
 from .pit.layers import unwrap_masked
@@ -28,6 +30,7 @@ from .pit.masks import MaskBank, TapMask
 from .selectors import Selector, matches, parse_selectors
 from .spec import FORMAT, apply_arch
 from .supernet.module import SuperNetModule, icv_loss, set_softmax, set_temperature
+from .supernet.trace import supernet_tracing
 
 
 class DNAS(SearchCosts, nn.Module):
@@ -79,7 +82,8 @@ class DNAS(SearchCosts, nn.Module):
             )
         leaf_types = [s for s in leaves if isinstance(s, type)]
         leaf_names = [n for n, m in net.named_modules() if n and matches(n, m, leaves)]
-        gm = trace(net, leaf_types, leaf_names, expand_choices=search_choices)
+        choice_leaves, expanders = supernet_tracing(search_choices)
+        gm = trace(net, [*leaf_types, *choice_leaves], leaf_names, expanders)
         propagate_shapes(gm, example_input)
         cg = analyse(gm, net, searchable)
         if not train_channels:

@@ -1,62 +1,65 @@
-"""torch.fx tracing with user blocks inlined and shape propagation on an example input."""
+"""torch.fx tracing with user blocks inlined and shape propagation on an example input.
+
+A caller may pass *expanders* for module types that must be traced in a custom way (a
+module holding alternative candidates, traced through each and joined with
+:func:`.ops.join`): the tracer knows no such type itself.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import TensorMetadata
 
-from ..supernet.module import SuperNetModule
-
 
 class UnsupportedModelError(RuntimeError):
     """The network cannot be traced by torch.fx; the message names the module and construct."""
 
 
-def choice_mix(*outputs: Any, choice: str = "") -> Any:
-    """Stand-in for a SuperNetModule's mixture in analysis graphs: the candidates' outputs
-    (in candidate order) summed. Only shape propagation ever runs it."""
-    out = outputs[0]
-    for y in outputs[1:]:
-        out = out + y
-    return out
+# ``expander(tracer, module, name, args, kwargs)``: the traced output of a call of
+# ``module`` (dotted path ``name``); it may trace submodules with ``tracer.call_module``.
+Expander = Callable[["PathTracer", nn.Module, str, Any, Any], Any]
 
 
-class _PathTracer(fx.Tracer):
+class PathTracer(fx.Tracer):
     """fx tracer that keeps torch.nn layers (and extra leaf types / names) as leaves and
     remembers which module it was inside, so that a tracing failure can name it.
 
-    With ``expand_choices`` every SuperNetModule is traced through: each candidate is
-    traced on the module's input and the outputs meet in a :func:`choice_mix` node, so
-    the channel analysis sees inside the candidates. Otherwise a choice is one opaque call.
+    A module whose type (or a base of it) is a key of ``expanders`` is traced by that
+    expander instead, whatever the leaf rules say.
     """
 
     def __init__(
-        self, leaf_types: tuple[type, ...], leaf_names: frozenset[str], expand_choices: bool
-    ) -> None:
+        self, leaf_types: tuple[type, ...], leaf_names: frozenset[str],
+        expanders: Mapping[type, Expander],
+    ) -> None:  # fmt: skip
         super().__init__()
         self._leaf_types = leaf_types
         self._leaf_names = leaf_names
-        self._expand = expand_choices
+        self._expanders = dict(expanders)
         self.path: list[str] = []
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, SuperNetModule) and not self._expand:
-            return True
         if isinstance(m, self._leaf_types) or module_qualified_name in self._leaf_names:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
+    def _expander(self, m: nn.Module) -> Expander | None:
+        for cls in type(m).__mro__:
+            if cls in self._expanders:
+                return self._expanders[cls]
+        return None
+
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         name = self.path_of_module(m)
         self.path.append(name)
-        if isinstance(m, SuperNetModule) and self._expand:
-            outs = [self.call_module(c, c.forward, args, kwargs) for c in m.candidates.values()]
-            out = self.create_proxy("call_function", choice_mix, tuple(outs), {"choice": name})
+        expander = self._expander(m)
+        if expander is not None:
+            out = expander(self, m, name, args, kwargs)
         else:
             out = super().call_module(m, forward, args, kwargs)
         self.path.pop()
@@ -67,16 +70,17 @@ def trace(
     model: nn.Module,
     leaf_types: Iterable[type] = (),
     leaf_names: Iterable[str] = (),
-    expand_choices: bool = False,
+    expanders: Mapping[type, Expander] | None = None,
 ) -> fx.GraphModule:
     """Trace ``model`` into a GraphModule whose call_module targets are the model's own
     torch.nn layers (the GraphModule shares them with ``model``; call_module targets are
-    the layers' dotted paths in ``model``).
+    the layers' dotted paths in ``model``). ``expanders`` maps module types to the
+    function tracing their calls (see :data:`Expander`).
 
     Raises :class:`UnsupportedModelError` naming the innermost module being traced and the
     Python construct fx rejected; ``model`` itself is never modified.
     """
-    tracer = _PathTracer(tuple(leaf_types), frozenset(leaf_names), expand_choices)
+    tracer = PathTracer(tuple(leaf_types), frozenset(leaf_names), expanders or {})
     try:
         graph = tracer.trace(model)
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError...
@@ -111,8 +115,10 @@ class _ShapeRecorder(fx.Interpreter):
                 result.shape, result.dtype, result.requires_grad, result.stride(), None,
                 result.is_quantized, {},
             )  # fmt: skip
-        elif isinstance(result, (tuple, list)) and result and all(
-            isinstance(t, torch.Tensor) for t in result
+        elif (
+            isinstance(result, (tuple, list))
+            and result
+            and all(isinstance(t, torch.Tensor) for t in result)
         ):
             n.meta["piece_shapes"] = [tuple(t.shape) for t in result]  # split/chunk pieces
         return result

@@ -15,29 +15,12 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from ..graph.channels import (
-    BINARY,
-    NON_TENSOR,
-    PAD_TYPES,
-    POOL_FUNCTIONS,
-    POOL_TYPES,
-    REDUCTIONS,
-    RESHAPES,
-    ZERO_PRESERVING,
-    ChannelGraph,
-    LayerCall,
-    Layout,
-    is_channel_norm,
-    is_channel_prelu,
-    module_function,
-    op_name,
-)
-from ..graph.trace import choice_mix
+from ..graph.channel_graph import ChannelGraph, LayerCall
+from ..graph.channel_layout import Layout
+from ..graph.ops import OPS, is_channel_norm, is_channel_prelu, module_op, nodes_in, op_name
 from ..modules import set_submodule
 from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLayerNorm, MaskedLinear
 from .masks import ChannelMask, TapMask
-
-_ZERO_SHAPE_OPS = RESHAPES | REDUCTIONS | POOL_FUNCTIONS | {"permute", "transpose", "getitem"}
 
 
 @dataclass
@@ -114,36 +97,38 @@ class _Converter:
         if node in self.folded or not self.cg.searchable(self.cg.layouts.get(node)):
             return True
         first = zero.get(args[0], True) if args else True
+        # What the op does to zeros comes from the op table (graph/ops.py): the same
+        # vocabulary the channel analysis reads.
         if node.op == "call_module":
             module = self.modules[str(node.target)]
-            if (module_function(module) in ZERO_PRESERVING or is_channel_prelu(module)
-                    or isinstance(module, (*POOL_TYPES, nn.Flatten))):  # fmt: skip
-                return first
-            if isinstance(module, PAD_TYPES):
+            name = module_op(module)
+            rule = OPS[name].zero if name is not None else "never"
+            if rule == "padding":
                 return first and not getattr(module, "value", 0)
-            return False
-        if node.target is choice_mix:
-            return all(zero.get(a, True) for a in args)
+            return first if rule == "input" else False
         name = op_name(node)
-        if name in ZERO_PRESERVING or name in _ZERO_SHAPE_OPS or name in NON_TENSOR:
+        op = OPS.get(name) if name is not None else None
+        if op is None or not op.function:
+            return False
+        if op.zero == "input":
             return first
-        if name == "pad":
+        if op.zero == "inputs":  # cat, join: zero where every input is
+            return all(zero.get(a, True) for a in nodes_in(node.args))
+        if op.zero == "padding":
             value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0)
             return first and not value
-        if name in BINARY:
+        if op.zero in ("sum", "product", "quotient"):
             # Zero on pruned channels: operands carrying this node's channels (not one value
             # broadcast over them) whose pruned channels are zero.
             width = self.cg.layouts[node].width
             zeros = [isinstance(a, fx.Node) and a in self.cg.layouts and zero.get(a, True)
                      and self.cg.layouts[a].width == width for a in node.args[:2]]  # fmt: skip
-            if name == "mul":
+            if op.zero == "product":
                 return any(zeros)
-            if name == "div":
+            if op.zero == "quotient":
                 return zeros[0]
             return all(z or (isinstance(a, (int, float)) and a == 0)
                        for z, a in zip(zeros, node.args[:2], strict=True))  # fmt: skip
-        if name == "cat":
-            return all(zero.get(a, True) for a in node.args[0])
         return False
 
     def layers_needing_input_masks(self) -> dict[str, ChannelVector]:

@@ -1,0 +1,98 @@
+"""split/chunk/tensor_split/unbind: tuple values whose pieces carry layouts. On another
+dim every piece carries the input's groups; on the channel dim, ``chunk(n)`` (or
+``tensor_split`` into n) in equal pieces is searched with the pieces tied to one mask,
+cutting (*refining*) a group in two where a piece boundary falls inside it."""
+
+from __future__ import annotations
+
+from torch import fx
+
+from ..channel_layout import Layout, Segment
+from ..context import Analysis
+from ..ops import arg, names, shape_of
+from ..registry import function_rule
+
+
+@function_rule(*names("split"))
+def split(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout | None:
+    """Pieces of ``x.chunk(n, dim)`` and friends, in ``graph.pieces``. After pruning, tied
+    pieces stay equal, so the user's forward still cuts between them; explicit sizes (and
+    unequal pieces) no longer fit a pruned width: those channels are frozen."""
+    shapes = node.meta.get("piece_shapes")
+    if shapes is None:
+        return an.freeze_inputs(node, f"{name} of unknown shape")
+    if src is None:
+        an.g.pieces[node] = [None] * len(shapes)
+        return None
+    rank = len(shape_of(node.args[0]) or ())
+    dim = int(arg(node, 1 if name == "unbind" else 2, "dim", 0)) % rank
+    if dim != src.dim:
+        lower = name == "unbind" and dim < src.dim
+        an.g.pieces[node] = [src.with_dim(src.dim - 1) if lower else src] * len(shapes)
+        return None
+    widths = [shape[dim] for shape in shapes] if name != "unbind" else []
+    sections = arg(node, 1, "chunks", None) if name == "chunk" else (
+        arg(node, 1, "indices_or_sections", node.kwargs.get("sections")))  # fmt: skip
+    # Only a cut into exactly the requested number of equal pieces still cuts between
+    # the same channels at a pruned width (chunk(4) of 6 channels gives 3 pieces of 2).
+    relative = name in ("chunk", "tensor_split") and isinstance(sections, int)
+    tied = None
+    if relative and len(widths) == sections and len(set(widths)) == 1:
+        tied = tie(an, src, widths[0], len(widths))
+    if tied is None:  # (a failed tie may have refined groups of src: expand it)
+        reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
+        an.groups.freeze(an.groups.expand(src), reason)
+        tied = [an.groups.fresh(dim, w) for w in widths] if widths else [None] * len(shapes)
+    an.g.pieces[node] = list(tied)
+    return None
+
+
+def tie(an: Analysis, src: Layout, width: int, n: int) -> list[Layout] | None:
+    """Cut ``src`` into ``n`` pieces of ``width`` features whose channels share one mask
+    (refining the groups the cuts fall into), or None if a cut splits a channel's run
+    of features, a grouped conv's group, or pieces of different structure."""
+    while True:
+        layout = an.groups.expand(src)
+        assert layout is not None
+        cut = needed_cut(layout, width)
+        if cut is None:
+            break
+        segment, at = cut
+        if at is None or not an.groups.refine(segment.group, at):
+            return None
+    pieces: list[list[Segment]] = [[]]
+    filled = 0
+    for seg in layout.segments:
+        if filled == width:
+            pieces.append([])
+            filled = 0
+        pieces[-1].append(seg)
+        filled += seg.size * seg.rep
+    structure = {tuple((s.size, s.rep) for s in p) for p in pieces}
+    if len(pieces) != n or len(structure) != 1:
+        return None
+    for other in pieces[1:]:
+        for a, b in zip(pieces[0], other, strict=True):
+            an.groups.union(a.group, b.group)
+    return [Layout(layout.dim, tuple(p)) for p in pieces]
+
+
+def needed_cut(layout: Layout, width: int) -> tuple[Segment, int | None] | None:
+    """The first segment of ``layout`` that a cut inside it must refine so that all pieces
+    of ``width`` features have their segment boundaries at the same relative offsets, with
+    the channel offset of the cut (None if the cut falls inside a channel's features)."""
+    ends, offset = [], 0
+    for seg in layout.segments:
+        offset += seg.size * seg.rep
+        ends.append(offset)
+    relative = sorted({e % width for e in ends} | {0})
+    start = 0
+    for seg, end in zip(layout.segments, ends, strict=True):
+        base = start - start % width
+        cuts = [base + r if base + r > start else base + r + width for r in relative]
+        cut = min(cuts)
+        if cut < end:
+            at = cut - start
+            return seg, (at // seg.rep if at % seg.rep == 0 else None)
+        start = end
+    return None
