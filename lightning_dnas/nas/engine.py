@@ -338,13 +338,13 @@ def _mask_keys(cg: ChannelGraph) -> dict[int, str]:
 def _warn_frozen(cg: ChannelGraph) -> None:
     """One warning per freeze event that froze a layer's channels, naming those layers;
     groups kept whole anyway (reaching the graph output, an excluded layer) are not named."""
-    fixed = {cg.root(g) for g in cg.fixed}
+    silent = {cg.root(g) for g in cg.frozen_silently}
     producers: dict[int, list[str]] = {}
     for lc in cg.layers:
         for s in lc.out_layout.segments:
             producers.setdefault(cg.root(s.group), []).append(lc.name)
     for reason, groups in cg.freeze_events:
-        roots = {cg.root(g) for g in groups} - fixed
+        roots = {cg.root(g) for g in groups} - silent
         layers = sorted({n for r in roots for n in producers.get(r, [])})
         if layers:
             warnings.warn(

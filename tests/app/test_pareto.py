@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightning_dnas.app.pareto.analysis import analyse
+from lightning_dnas.app.pareto.analysis import build_report
 from lightning_dnas.app.pareto.cli import main
 from lightning_dnas.app.pareto.front import maximize_metric, pareto_mask
 from lightning_dnas.app.pareto.model import ParetoError
@@ -76,7 +76,7 @@ def by_id(report):
 
 
 def test_groups_average_finetune_seeds(sweep_a):
-    report = analyse([sweep_a])
+    report = build_report([sweep_a])
     groups = by_id(report)
     assert report.metric == "acc" and report.maximize and report.split == "test"
     assert groups["s1"].mean == pytest.approx(0.92)
@@ -94,7 +94,7 @@ def test_groups_average_finetune_seeds(sweep_a):
 
 
 def test_pareto_marks(sweep_a):
-    groups = by_id(analyse([sweep_a]))
+    groups = by_id(build_report([sweep_a]))
     marks = {k: (g.pareto, g.pareto_method) for k, g in groups.items()}
     assert marks == {
         "s1": (True, True),
@@ -115,8 +115,8 @@ def test_marks_follow_the_cost(tmp_path):
         + ft_runs("m3", 2000, [0.8], macs=50)
     )
     root = write_sweep(tmp_path / "macs", runs)
-    by_params = analyse([root], cost="params")
-    by_macs = analyse([root], cost="macs")
+    by_params = build_report([root], cost="params")
+    by_macs = build_report([root], cost="macs")
     assert [(g.search_id, g.pareto) for g in by_params.groups] == [
         ("m2", True), ("m1", True), ("m3", False)]  # fmt: skip
     assert [(g.search_id, g.pareto) for g in by_macs.groups] == [
@@ -124,7 +124,7 @@ def test_marks_follow_the_cost(tmp_path):
 
 
 def test_skipped_files_are_reported(sweep_a):
-    skipped = analyse([sweep_a]).skipped
+    skipped = build_report([sweep_a]).skipped
     assert len(skipped) == 2
     assert (
         skipped[0].startswith(str(sweep_a / "90" / "results.json")) and "cannot read" in skipped[0]
@@ -134,7 +134,7 @@ def test_skipped_files_are_reported(sweep_a):
 
 def test_single_point(tmp_path):
     root = write_sweep(tmp_path / "one", ft_runs("only", 300, [0.7]))
-    (group,) = analyse([root]).groups
+    (group,) = build_report([root]).groups
     assert (group.mean, group.std, group.n, group.pareto, group.pareto_method) == (
         0.7, None, 1, True, True)  # fmt: skip
 
@@ -152,16 +152,16 @@ def anomaly(tmp_path):
 
 
 def test_mse_is_minimised(anomaly):
-    report = analyse([anomaly], metric="mse")
+    report = build_report([anomaly], metric="mse")
     assert not report.maximize
     assert [g.pareto for g in report.groups] == [True, True, False]
     # Overriding the direction: the cheapest point dominates both others.
-    report = analyse([anomaly], metric="mse", maximize=True)
+    report = build_report([anomaly], metric="mse", maximize=True)
     assert [g.pareto for g in report.groups] == [True, False, False]
 
 
 def test_anomaly_default_metric_is_auc(anomaly):
-    report = analyse([anomaly])
+    report = build_report([anomaly])
     assert report.metric == "auc" and report.maximize
     assert [g.pareto for g in report.groups] == [True, True, True]
     assert report.references == []  # the seed model has no AUC: warned, not plotted
@@ -174,7 +174,7 @@ def test_metric_direction_from_name():
 
 
 def test_full_pipeline_seeds(sweep_b):
-    report = analyse([sweep_b])
+    report = build_report([sweep_b])
     assert [g.search_id for g in report.groups] == ["c0", "c1"]
     (seeds,) = report.seed_groups
     assert seeds.method == "cascade" and seeds.seeds == (0, 1) and seeds.n == 2
@@ -189,7 +189,7 @@ def test_full_pipeline_seeds(sweep_b):
 def test_cost_mismatch_in_a_group_warns(tmp_path):
     runs = [make_run(search_id="x", params=p, metrics={"acc": 0.5}, finetune_seed=i)
             for i, p in enumerate([100, 110])]  # fmt: skip
-    report = analyse([write_sweep(tmp_path / "mix", runs)])
+    report = build_report([write_sweep(tmp_path / "mix", runs)])
     assert report.groups[0].params == 105
     assert report.warnings == [
         "pit search x: fine-tune runs differ in params (100, 110); using the mean",
@@ -198,7 +198,7 @@ def test_cost_mismatch_in_a_group_warns(tmp_path):
 
 
 def test_reference_is_averaged_over_distinct_records(sweep_a):
-    (ref,) = analyse([sweep_a]).references
+    (ref,) = build_report([sweep_a]).references
     assert (ref.data, ref.model, ref.params, ref.macs, ref.mean, ref.n) == (
         "mnist1d", "cnn", 2000, 20000, 0.93, 1)  # fmt: skip
 
@@ -209,7 +209,7 @@ def read_csv(path):
 
 
 def test_outputs_of_two_overlaid_sweeps(sweep_a, sweep_b, tmp_path):
-    report = analyse([sweep_a, sweep_b], cost="params")
+    report = build_report([sweep_a, sweep_b], cost="params")
     paths = write_outputs(report, tmp_path / "out")
     rows = read_csv(paths["csv"])
     assert [r["search_id"] for r in rows] == ["c0", "c1", "s2", "s3", "s1", "s4", "s5", "s6"]
@@ -295,16 +295,16 @@ def test_only_unreadable_results_is_an_error(tmp_path):
     (tmp_path / "bad" / "0").mkdir(parents=True)
     (tmp_path / "bad" / "0" / "results.json").write_text("[]")
     with pytest.raises(ParetoError, match=r"1 unreadable: .*`top level` must be an object"):
-        analyse([tmp_path / "bad"])
+        build_report([tmp_path / "bad"])
     with pytest.raises(ParetoError, match=r"no run reports a val metric 'f1' \(found: acc\)"):
-        analyse([tmp_path / "one"], metric="f1", split="val")
+        build_report([tmp_path / "one"], metric="f1", split="val")
     with pytest.raises(ParetoError, match="not a directory"):
-        analyse([tmp_path / "missing"])
+        build_report([tmp_path / "missing"])
 
 
 def test_wandb_offline(sweep_a, tmp_path, wandb_offline):
     wandb = pytest.importorskip("wandb")
-    report = analyse([sweep_a])
+    report = build_report([sweep_a])
     paths = write_outputs(report, tmp_path / "out", wandb=True, project="p", group="sweep_a")
     run_dir = paths["wandb"]
     assert run_dir.parent == tmp_path / "out" / "wandb" and run_dir.name.startswith("offline-run")

@@ -60,7 +60,7 @@ def format_lambdas(lambdas: dict[str, dict[str, float]]) -> str:
     return " ".join(items) or "-"
 
 
-def analyse(
+def build_report(
     sweep_dirs: Sequence[str | Path],
     *,
     cost: str = "params",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .analysis import analyse
+from .analysis import build_report
 from .model import ParetoError
 from .output import markdown, write_outputs
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--out is required with several sweep dirs")
     maximize = None if args.direction is None else args.direction == "max"
     try:
-        report = analyse(
+        report = build_report(
             args.sweeps, cost=args.cost, metric=args.metric, split=args.split, maximize=maximize
         )
         paths = write_outputs(

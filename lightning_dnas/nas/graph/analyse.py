@@ -3,7 +3,7 @@
 Every tensor node of a shape-propagated GraphModule gets a
 :class:`~.channel_layout.Layout`. The node loop here dispatches each node to the rule
 registered for it (:mod:`.registry`, filled by :mod:`.rules`): Conv (not depthwise) and
-Linear define a new group, the graph input a fixed one, per-channel ops propagate it,
+Linear define a new group, the graph input a silently frozen one, per-channel ops propagate it,
 add/sub/mul merge groups, and so on (SPEC section 3). Whatever no rule understands freezes
 the groups flowing into it (kept whole) and is reported once, naming the node; groups kept
 whole anyway (graph input/output, excluded layers) are not reported. After the loop the
@@ -95,7 +95,7 @@ def finish_refinements(an: Analysis) -> None:
     g.companions = [(n, t, expand(lay)) for n, t, lay in g.companions]
     g.parameters = {t: (d, expand(lay)) for t, (d, lay) in g.parameters.items()}
     g.freeze_events = [(r, an.groups.expand_groups(gs)) for r, gs in g.freeze_events]
-    g.fixed = set(an.groups.expand_groups(sorted(g.fixed)))
+    g.frozen_silently = set(an.groups.expand_groups(sorted(g.frozen_silently)))
 
 
 def analyse(

@@ -41,8 +41,8 @@ class ChannelGraph:
     of the tensor holding channels, layout)}``: both are sliced on export.
     ``pieces`` holds the layouts inside tuple-valued nodes (the pieces of a split/chunk,
     the fields of a namedtuple), None for an untracked piece. ``joins`` maps the ``key`` of
-    each :func:`~lightning_dnas.nas.graph.ops.join` node to it. ``fixed`` lists groups that
-    are kept whole whatever happens elsewhere (graph input/output, excluded layers): a
+    each :func:`~lightning_dnas.nas.graph.ops.join` node to it. ``frozen_silently`` lists
+    groups that are kept whole whatever happens elsewhere (graph input/output, excluded layers): a
     freeze that only touches those is not worth a warning.
     """
 
@@ -56,7 +56,7 @@ class ChannelGraph:
     group_unit: dict[int, int] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)
     frozen: set[int] = field(default_factory=set)
-    fixed: set[int] = field(default_factory=set)
+    frozen_silently: set[int] = field(default_factory=set)
     freeze_events: list[tuple[str, list[int]]] = field(default_factory=list)
 
     def root(self, group: int) -> int:

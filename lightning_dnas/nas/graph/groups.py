@@ -2,9 +2,9 @@
 
 A *channel group* is a set of channels that must be kept or removed together (one mask).
 Groups are merged with union-find (``ChannelGraph.parent``); a *frozen* group is kept whole;
-a *fixed* one is frozen for a reason outside the graph (graph input/output, an excluded
-layer), silently. A *refined* group has been cut in two (a chunk boundary inside it):
-layouts recorded before the cut are rewritten with :meth:`GroupTable.expand`.
+a *silently frozen* one is frozen for a reason outside the graph (graph input/output, an
+excluded layer), with no warning. A *refined* group has been cut in two (a chunk boundary
+inside it): layouts recorded before the cut are rewritten with :meth:`GroupTable.expand`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .channel_layout import Layout, Segment
 
 class GroupTable:
     """Mutations of the groups of ``graph`` (its ``parent``, ``group_size``, ``group_unit``,
-    ``frozen``, ``fixed`` and ``freeze_events``)."""
+    ``frozen``, ``frozen_silently`` and ``freeze_events``)."""
 
     def __init__(self, graph: ChannelGraph) -> None:
         self.g = graph
@@ -66,12 +66,12 @@ class GroupTable:
         for gid in groups:
             self.g.frozen.add(self.g.root(gid))
 
-    def fix(self, layout: Layout | None) -> None:
+    def freeze_silently(self, layout: Layout | None) -> None:
         """Freeze ``layout`` for a reason outside the graph's semantics (graph input/output,
         an excluded layer): silently, and no other freeze of these groups warns."""
         if layout is not None:
             self.freeze(layout, "", warn=False)
-            self.g.fixed.update(s.group for s in layout.segments)
+            self.g.frozen_silently.update(s.group for s in layout.segments)
 
     def refine(self, group: int, at: int) -> bool:
         """Replace the merged group of ``group`` by two: its first ``at`` channels and the

@@ -39,7 +39,7 @@ def conv(an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None) -> 
         for seg in out.segments:
             groups.coarsen(seg.group, width)
         if not an.searchable_layer(target, module):
-            groups.fix(out)
+            groups.freeze_silently(out)
         kind = "depthwise" if width == 1 else "grouped"
     elif module.groups > 1:
         groups.freeze(src, f"`{node.name}` (grouped conv, groups={module.groups})")
@@ -79,7 +79,7 @@ def producer(
         return known.with_dim(dim)
     layout = Layout(dim, (Segment(an.groups.new_group(channels), channels),))
     if not an.searchable_layer(target, module):
-        an.groups.fix(layout)
+        an.groups.freeze_silently(layout)
     elif frozen:
         an.groups.freeze(layout, "", warn=False)
     an.producer_layout[target] = layout
