@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_dnas.callback import DNASCallback
 from lightning_dnas.nas.methods import METHODS
@@ -111,9 +111,10 @@ class StageRecorder(Callback):
 
 
 def measure(module: Any, name: str, kind: str, epochs: int, datamodule: Any,
-            example: Tensor) -> StageRecord:  # fmt: skip
-    """A :class:`StageRecord` of ``module.net`` as it is now."""
-    params, macs = network_costs(module.net, example)
+            example: Tensor, structure: nn.Module | None = None) -> StageRecord:  # fmt: skip
+    """A :class:`StageRecord` of ``module.net`` as it is now; ``structure``: a plain network
+    of the same structure to count params and MACs on (for a quantisation-aware one)."""
+    params, macs = network_costs(module.net if structure is None else structure, example)
     val = module.evaluate(datamodule.val_dataloader())
     test = module.evaluate(datamodule.test_dataloader())
     return StageRecord(name, kind, epochs, params, macs, val, test)

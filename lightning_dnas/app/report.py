@@ -58,14 +58,18 @@ def layer_shapes(net: nn.Module) -> dict[str, str]:
 
 def format_table(
     reference: Point, found: Point, ref_layers: dict[str, str], found_layers: dict[str, str],
-    metric: str, labels: Sequence[str],
+    metric: str, labels: Sequence[str], int8: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
     """The seed-vs-found table: costs, ``metric`` on the test and validation sets, and one
-    row per layer (``removed`` where the found network has no such layer)."""
+    row per layer (``removed`` where the found network has no such layer). ``int8``
+    (``results.json``'s entry of a quantised run) adds the int8 file's test and validation
+    ``metric`` and its flash next to the ``flash`` cost, for the found network."""
 
-    def fmt(point: Point, split: str) -> str:
-        value = getattr(point, split).get(metric)
+    def fmt(point: Point, split: str, name: str = metric) -> str:
+        value = getattr(point, split).get(name)
         return "-" if value is None else (f"{value:.2%}" if metric == "acc" else f"{value:.4f}")
+
+    fmt_int8 = lambda point, split: fmt(point, split, f"int8_{metric}")  # noqa: E731
 
     rows: list[tuple[str, str, str]] = [
         ("params (conv+linear)", f"{reference.params:,}", f"{found.params:,}"),
@@ -73,6 +77,11 @@ def format_table(
         (f"test {metric}", fmt(reference, "test"), fmt(found, "test")),
         (f"val {metric}", fmt(reference, "val"), fmt(found, "val")),
     ]
+    if int8 is not None:
+        rows += [(f"test int8 {metric} (onnxruntime)", "-", fmt_int8(found, "test")),
+                 (f"val int8 {metric} (onnxruntime)", "-", fmt_int8(found, "val")),
+                 ("int8 ONNX weights+biases B", "-", f"{int8['flash']:,}"),
+                 ("flash cost B (SPEC 9)", "-", f"{int8['flash_cost']:,}")]  # fmt: skip
     names = list(ref_layers) + [n for n in found_layers if n not in ref_layers]
     layer_rows = [(f"  {n}", ref_layers.get(n, "-"), found_layers.get(n, "removed"))
                   for n in names]  # fmt: skip

@@ -19,7 +19,17 @@ where noted)::
      "final": {"params": 1234, "macs": 56789, "val": {...}, "test": {...}},
      "reference": {"params": 9999, "macs": 99999, "val": {...}, "test": {...}},  # seed model
      "arch": {...arch spec...} | "path/to/arch.json" | null,   # null for method "seed"
-     "wall_s": 123.4}
+     "wall_s": 123.4,
+     "int8": null | {"onnx": "export/model_int8.onnx", "flash": 28808,  # optional key
+              "qparam_bytes": 1794, "flash_cost": 29360, "float_layers": []}}
+
+``int8`` (only in a ``quantize=int8`` run's file; absent, as in files written before it
+existed, reads as null): the QDQ file, its weight and bias initializers' bytes, their
+scales' and zero points' bytes, SPEC section 9's ``flash`` cost of the network and the
+layers kept in float; such a run's ``final.val``/``final.test`` also hold ``int8_acc``
+(onnxruntime's accuracy of the file) and ``int8_agreement`` (share of samples where it
+gives the fake-quantised PyTorch network's class), next to ``acc`` (the fake-quantised
+network's).
 
 Metrics are flat ``{name: number}`` dicts: ``{"acc", "loss"}`` for classification,
 ``{"auc", "mse"}`` for anomaly detection; params and MACs are integers (per-sample MACs).
@@ -95,11 +105,14 @@ class RunResult:
     reference: Point
     arch: dict[str, Any] | str | None
     wall_s: float
+    int8: dict[str, Any] | None = None
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able dict, ``format`` first."""
         data = dataclasses.asdict(self)
+        if data["int8"] is None:  # a float run's file keeps the layout it had before int8
+            del data["int8"]
         return {"format": data.pop("format"), **data}
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -154,6 +167,7 @@ class RunResult:
             reference=r.point(r.get(data, "reference", dict), "reference"),
             arch=r.get(data, "arch", (dict, str), nullable=True),
             wall_s=float(r.get(data, "wall_s", float)),
+            int8=r.get(data, "int8", dict, nullable=True) if "int8" in data else None,
         )
 
 

@@ -7,7 +7,9 @@ these reused from ``cache_dir`` when an identical one was computed before, and c
 from its last epoch when an earlier attempt was interrupted), and write into the run's
 output directory: ``config.yaml`` (resolved), ``checkpoints/`` (each phase's and the
 fine-tune's), ``export/`` (``arch.json``, ``model.pt``, ``model.onnx``) and ``results.json``
-(:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table.
+(:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table. With
+``quantize=int8`` the fine-tune is quantisation-aware and ``export/model_int8.onnx`` (QDQ)
+replaces ``model.onnx``, measured with onnxruntime (:mod:`~lightning_dnas.app.int8`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from lightning_dnas.data import DatasetNotFoundError
 from lightning_dnas.onnx_export import OnnxExportError, export_onnx
 from lightning_dnas.restore import restore
 
+from . import int8
 from .cache import cached
 from .checks import ConfigError, check_config, check_output_dir
 from .modules import AutoEncoderModule, ClassificationModule
@@ -182,8 +186,13 @@ class Run:
         """The module of the found network (``build()``) fine-tuned for ``epochs`` epochs
         after seeding with ``finetune_seed``; reused from the cache when this search was
         fine-tuned so before, resumable like the phases. The fine-tune's checkpoint is
-        copied to ``checkpoints/finetune.ckpt``."""
+        copied to ``checkpoints/finetune.ckpt``. With ``quantize`` the fine-tune trains the
+        network's quantisation-aware version (prepared the same way when it is rebuilt to
+        load a checkpoint: resume and reuse)."""
         cfg = self.cfg
+        kind = cfg.get("quantize")
+        plain = build
+        build = lambda: int8.prepare(plain(), self.example, kind)  # noqa: E731
         if not epochs:
             seed_everything(cfg.finetune_seed, workers=True)
             return self.module(build(), final_epochs=epochs)
@@ -199,6 +208,8 @@ class Run:
 
         key = {**self.base, "after": after, "finetune_seed": cfg.finetune_seed,
                "finetune_epochs": epochs, "anneal": cfg.anneal_final}  # fmt: skip
+        if kind is not None:  # absent for float runs: their cache entries stay valid
+            key["quantize"] = kind
         folder, reused = cached(self.cache, key, compute, self.out / "finetune")
         print(f"fine-tune: {'reused' if reused else 'computed'} ({folder})")
         ckpt = self.out / "checkpoints" / "finetune.ckpt"
@@ -240,6 +251,7 @@ def run(cfg: DictConfig, out: Path) -> RunResult:
     start_time = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    int8.check(cfg)
     app = Run(cfg, out)
     result = None
     try:
@@ -264,7 +276,10 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
     epochs = cfg.method.finetune_epochs
     module = app.finetune(build, [s["key"] for s in summaries], epochs)
     records = [r for s in summaries for r in s["records"]]
-    final = measure(module, "finetune", "finetune", epochs, app.datamodule, app.example)
+    kind = cfg.get("quantize")
+    plain = build() if kind else module.net  # a QAT network's float structure: its costs
+    final = measure(module, "finetune", "finetune", epochs, app.datamodule, app.example,
+                    plain)  # fmt: skip
     stages = [StageRecord(**r) for r in records] + ([final] if epochs else [])
     reference = app.reference(total_epochs(phases, epochs))
 
@@ -273,7 +288,14 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
     arch = {p.name: s["history"][-1]["arch"] for p, s in zip(phases, summaries, strict=True)}
     (export / "arch.json").write_text(json.dumps(arch, indent=1))
     torch.save(module.net, export / "model.pt")
-    if cfg.onnx:
+    q_entry, q_lines = None, []
+    if kind:  # the int8 file is what a quantised run delivers: not optional, as onnx is
+        q_entry, q_metrics = int8.write_and_measure(module.net, app.example, app.datamodule,
+                                                    export)  # fmt: skip
+        final = replace(final, val={**final.val, **q_metrics["val"]},
+                        test={**final.test, **q_metrics["test"]})  # fmt: skip
+        q_lines = int8.summary(q_entry, q_metrics)
+    elif cfg.onnx:
         _write_onnx(module.net, app.example, export / "model.onnx")
     lambdas = {p.name: {cfg.cost: float(p.strength)} for p in phases}
     found = Point(final.params, final.macs, final.val, final.test)
@@ -283,14 +305,16 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
         lambdas=lambdas, icv=float(cfg.icv), softmax=cfg.softmax.mode, seed=int(cfg.seed),
         finetune_seed=int(cfg.finetune_seed) if epochs else None, search_id=search_id,
         stages=stages, final=found, reference=reference, arch=arch,
-        wall_s=time.perf_counter() - start_time)  # fmt: skip
+        wall_s=time.perf_counter() - start_time, int8=q_entry)  # fmt: skip
     result.save(out / "results.json")
     metric = "acc" if cfg.data.task == "classification" else "auc"
     seed_net = instantiate(cfg.model.seed)
     print(f"\n{cfg.method.name} on {cfg.data.name}: seed network ({cfg.model.name}, trained "
           f"{total_epochs(phases, epochs)} epochs) vs found network")  # fmt: skip
-    print(format_table(reference, found, layer_shapes(seed_net), layer_shapes(module.net),
-                       metric, ("seed", "found")))  # fmt: skip
+    print(format_table(reference, found, layer_shapes(seed_net), layer_shapes(plain),
+                       metric, ("seed", "found"), int8=q_entry))  # fmt: skip
+    for line in q_lines:
+        print(line)
     print(f"results: {out / 'results.json'}  ({result.wall_s:.1f} s)")
     return result
 

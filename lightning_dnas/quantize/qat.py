@@ -162,6 +162,13 @@ def prepare_qat(net: nn.Module, example_input: Tensor, quantize: str = "int8",
         raise QuantizationError(
             f"{type(net).__name__}: the quantisation flow (torch.fx trace of "
             f"torch.ao.quantization) cannot handle this network: {err}") from err  # fmt: skip
+    # The qconfigs kept on the modules and in the graph's meta hold local factories: the
+    # network would not pickle (torch.save, spawned DDP workers). Only torch.ao's own
+    # convert_fx reads them, and the int8 export (int8.py) does not use it.
+    graph.meta.clear()
+    for module in graph.modules():
+        if hasattr(module, "qconfig"):
+            del module.qconfig
     kept = kept_float(graph)
     if not any(_has_weight_quant(m) for m in graph.modules()):
         raise QuantizationError(f"{type(net).__name__}: no Conv/Linear layer can be quantised "
