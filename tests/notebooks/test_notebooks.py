@@ -28,6 +28,8 @@ ARCH_LR = 1e-2
 SEED = 0
 import tempfile
 ONNX_PATH = tempfile.mkdtemp() + "/found.onnx"
+QAT_EPOCHS = 1
+INT8_PATH = tempfile.mkdtemp() + "/found_int8.onnx"
 """,
     "02_supernet_cascade.ipynb": """
 NUM_SAMPLES = 300
@@ -109,6 +111,7 @@ def test_quickstart_shows_the_found_network_and_the_before_after_table(monkeypat
         assert row in table
     assert "Mnist1dTCN(" in _text(outputs)  # the printed found network
     assert "found.onnx: onnxruntime matches PyTorch to" in _text(outputs)
+    assert "found_int8.onnx: int8 test accuracy" in _text(outputs)
 
 
 def test_supernet_cascade_plots_theta_and_lists_each_export(monkeypatch):
