@@ -1,7 +1,8 @@
 """Plain torch.nn layers sliced from trained ones: the building blocks of ``export()``.
 
 Every function copies the kept rows/columns/taps of the trained tensors (never
-re-initialises) into a fresh module of the same type.
+re-initialises): Conv/Linear into a fresh module of the same type, per-channel norms and
+PReLU into a copy of the module itself (a subclass keeps its attributes and forward).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ Keep = Sequence[int] | None
 def _index(keep: Keep, size: int, device: torch.device) -> torch.Tensor:
     idx = range(size) if keep is None else keep
     return torch.as_tensor(list(idx), dtype=torch.long, device=device)
+
+
+def _count(keep: Keep, size: int) -> int:
+    return size if keep is None else len(keep)
 
 
 def _padding_1d(conv: nn.Conv1d) -> tuple[int, int]:
@@ -115,50 +120,49 @@ def export_linear(lin: nn.Linear, in_keep: Keep, out_keep: Keep) -> nn.Linear:
     return new
 
 
+def _sliced_copy(module: nn.Module, names: Sequence[str], keep: Keep, size: int) -> nn.Module:
+    """A deep copy of ``module`` whose own tensors ``names`` (parameters or buffers, channels
+    on dim 0) are cut to the channels ``keep`` of ``size``: every other attribute, submodule
+    (a norm-act's activation) and the class itself are the trained module's, so a subclass
+    with its own forward or constructor arguments computes what it computed (a fresh
+    ``type(module)(...)`` would drop them, or not even construct)."""
+    new = copy.deepcopy(module)
+    for name in names:
+        src = getattr(module, name, None)
+        if src is None:
+            continue
+        cut = src.detach()[_index(keep, size, src.device)].clone()
+        if isinstance(src, nn.Parameter):
+            setattr(new, name, nn.Parameter(cut, requires_grad=src.requires_grad))
+        else:
+            setattr(new, name, cut)  # a registered buffer stays a buffer (same persistence)
+    return new
+
+
 def export_norm(norm: nn.Module, keep: Keep) -> nn.Module:
-    """Slice a BatchNorm/InstanceNorm to channels ``keep``: affine parameters and running
-    statistics are the trained ones (PLiNIO re-initialises them)."""
-    idx = _index(keep, norm.num_features, next(iter(norm.buffers()), torch.empty(0)).device)
-    new = type(norm)(
-        len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
-        track_running_stats=norm.track_running_stats,
-    )  # fmt: skip
-    with torch.no_grad():
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            src = getattr(norm, name, None)
-            if src is not None:
-                getattr(new, name).copy_(src.detach()[idx.to(src.device)])
-        if getattr(norm, "num_batches_tracked", None) is not None:
-            new.num_batches_tracked.copy_(norm.num_batches_tracked)
-    new.to(next(iter(norm.buffers()), torch.empty(0)).device)
-    new.train(norm.training)
+    """Slice a BatchNorm/InstanceNorm (or a subclass: timm's BatchNormAct2d keeps its
+    activation) to channels ``keep``: affine parameters and running statistics are the
+    trained ones (PLiNIO re-initialises them); every other attribute is kept."""
+    new = _sliced_copy(norm, ("weight", "bias", "running_mean", "running_var"), keep,
+                       norm.num_features)  # fmt: skip
+    new.num_features = _count(keep, norm.num_features)
     return new
 
 
 def export_prelu(prelu: nn.PReLU, keep: Keep) -> nn.PReLU:
     """Slice a per-channel PReLU to channels ``keep`` (trained slopes)."""
-    w = prelu.weight.detach()
-    idx = _index(keep, prelu.num_parameters, w.device)
-    new = nn.PReLU(len(idx), device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w[idx])
-    new.train(prelu.training)
+    new = _sliced_copy(prelu, ("weight",), keep, prelu.num_parameters)
+    new.num_parameters = new.weight.numel()
     return new
 
 
 def export_group_norm(norm: nn.GroupNorm, keep: Keep) -> nn.GroupNorm:
-    """Slice a GroupNorm with one channel per group to channels ``keep`` (trained affine)."""
+    """Slice a GroupNorm with one channel per group to channels ``keep`` (trained affine,
+    every other attribute kept)."""
     if norm.num_groups != norm.num_channels:
         raise ValueError("only a GroupNorm with one channel per group can be sliced")
-    w = norm.weight.detach() if norm.weight is not None else None
-    idx = _index(keep, norm.num_channels, w.device if w is not None else torch.device("cpu"))
-    new = nn.GroupNorm(len(idx), len(idx), eps=norm.eps, affine=norm.affine)
-    if w is not None:
-        new.to(device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            new.weight.copy_(w[idx])
-            new.bias.copy_(norm.bias.detach()[idx])
-    new.train(norm.training)
+    new = _sliced_copy(norm, ("weight", "bias"), keep, norm.num_channels)
+    new.num_channels = new.num_groups = _count(keep, norm.num_channels)
     return new
 
 
@@ -168,14 +172,8 @@ def export_layer_norm(norm: nn.LayerNorm, keep: Keep) -> nn.LayerNorm:
     weight and bias cut to the kept channels."""
     if len(norm.normalized_shape) != 1:
         raise ValueError("only a LayerNorm over one dim can be sliced")
-    new = copy.deepcopy(norm)
-    idx = _index(keep, norm.normalized_shape[0], torch.device("cpu"))
-    new.normalized_shape = (len(idx),)
-    for name in ("weight", "bias"):
-        param = getattr(norm, name)
-        if param is not None:
-            setattr(new, name, nn.Parameter(param.detach()[idx.to(param.device)].clone(),
-                                            requires_grad=param.requires_grad))  # fmt: skip
+    new = _sliced_copy(norm, ("weight", "bias"), keep, norm.normalized_shape[0])
+    new.normalized_shape = (_count(keep, norm.normalized_shape[0]),)
     return new
 
 
