@@ -13,6 +13,7 @@ The hooks in this file are short and delegate to one part each:
 * :mod:`.config`: every configuration error, and when it is raised.
 * :mod:`.trainer_ops`: every touch of Lightning internals and of other callbacks.
 * :mod:`.sinks`: what an export writes: files, W&B tables and artifacts.
+* :mod:`.ending`, :mod:`.notes`: a fit stopped early and ``fast_dev_run``; every message.
 
 How a stage boundary works is described in docs/CALLBACK.md.
 """
@@ -32,7 +33,7 @@ from ..nas.cost.models import resolve_costs
 from ..nas.engine import DNAS
 from ..restore import StructureKeeper
 from ..stages import Stage
-from . import config, network, sinks, trainer_ops
+from . import config, ending, network, notes, sinks, trainer_ops
 from .arch_step import ArchStep, budget_stage, check_budget, default_arch_optimizer, stage_lambdas
 from .clock import Scored, StageClock
 from .config import SEARCH_MODES
@@ -90,19 +91,9 @@ class DNASCallback(Callback):
             that need the module or the trainer are raised in ``setup`` (see
             docs/CALLBACK.md, "Configuration errors").
 
-    Logged with ``pl_module.log`` (so to every logger of the trainer): during search
-    stages, per training step and as epoch means (``_step``/``_epoch`` suffixes),
-    ``dnas/reg`` (``lambda * cost``, without ICV), ``dnas/soft_<cost>`` for each cost, and
-    ``dnas/icv`` when the network has SuperNet choices; at the end of each epoch of a
-    warmup or search stage ``dnas/hard_<cost>`` and, with choices, ``dnas/temperature`` (or
-    ``dnas/temperature/<choice>`` when the choices' temperatures differ) and
-    ``dnas/theta/<choice>/<candidate>`` (``softmax(alpha / T)``). With a ``WandbLogger``,
-    each export also logs the tables ``dnas/<stage>/layers`` (see
-    :meth:`~lightning_dnas.nas.engine.DNAS.layer_widths`) and ``dnas/<stage>/choices``,
-    the artifacts ``dnas-arch-<run id>`` (``arch.json``: the :attr:`history` record) and
-    ``dnas-model-<run id>`` (``model.pt``: ``torch.save`` of the exported network), one
-    version per export aliased with the stage name, and sets ``dnas/final_<cost>`` in the
-    run summary. The callback never starts or finishes a W&B run.
+    What it logs (``dnas/reg``, ``dnas/soft_<cost>``, ``dnas/hard_<cost>``, temperatures,
+    choice probabilities; W&B tables, artifacts and summary at each export) and when:
+    docs/CALLBACK.md, "Logged values". It never starts or finishes a W&B run.
     """
 
     def __init__(
@@ -144,8 +135,7 @@ class DNASCallback(Callback):
         self.budget = check_budget(budget, self.costs)
         self.softmax, self.temperature = softmax, temperature
         self.arch_lr, self.arch_optimizer_factory = arch_lr, arch_optimizer
-        self.search_mode = search_mode
-        self.monitor, self.mode = monitor, mode
+        self.search_mode, self.monitor, self.mode = search_mode, monitor, mode
         self.network, self.example_input = network, example_input
         self.converter = dict(converter or {})
         self.export_dir, self.check_export = export_dir, check_export
@@ -156,7 +146,9 @@ class DNASCallback(Callback):
         self._arch = ArchStep()
         self._val_batches = trainer_ops.ValBatches()
         self._keeper: StructureKeeper | None = None
-        self._fit_ready = False
+        # _fitting: this trainer run is a fit (else the callback is inert); _fit_over: the
+        # stage list ran to its end, or the fit ended early.
+        self._fit_ready = self._fitting = self._fit_over = False
         self._example: Any = None
         self._pending: dict[str, Any] = {}  # resumed state applied in on_fit_start
 
@@ -183,19 +175,17 @@ class DNASCallback(Callback):
         """``fit``: find the network and the example input, check the configuration,
         convert. ``validate``/``test``/``predict`` (before any fit): only attach the
         structure hooks, so that ``ckpt_path=`` of any stage of a DNAS fit loads."""
+        self._fitting = stage == "fit"
         if stage != "fit":
             if self._keeper is None:
-                self._attach_keeper(pl_module, self.example_input
-                                    if self.example_input is not None
-                                    else pl_module.example_input_array)  # fmt: skip
+                self._attach_keeper(pl_module, trainer_ops.given_example(self, pl_module))
             return
         if self._fit_ready:
             return
         config.check_options(self.stages, self.converter, self.strength, self.costs)
         self._example = trainer_ops.find_example(self.example_input, trainer, pl_module)
-        epochs = config.fit_epochs(self.stages, trainer.max_epochs)
-        if epochs is not None:
-            trainer_ops.set_max_epochs(trainer, epochs)
+        self.stages = ending.plan_epochs(trainer, self.stages)  # fast_dev_run: 1 epoch each
+        self._clock = StageClock(self.stages, self.mode)
         config.check_precision(trainer_ops.grad_scaler(trainer),
                                pl_module.automatic_optimization, self.search_mode,
                                trainer_ops.has_no_val_batches(trainer))  # fmt: skip
@@ -239,46 +229,37 @@ class DNASCallback(Callback):
             search = network.convert(pl_module, self.network, self._keeper, self._example,
                                      step.convert, self.converter, self._cost_arg)  # fmt: skip
             self._adopt(search)
+            if not any(network.searchable(search).values()):
+                rank_zero_warn(notes.nothing_searchable(self.network, step.convert))
         quantized = network.quantize(pl_module, self._keeper, self.stages[index].quantize)
         self._clock.enter(index, trainer.current_epoch)
         self._arch.start_budget(self.budget if index == budget_stage(self.stages) else None, 0)
         if (step.export or step.convert is not None or quantized) and not initial:
             trainer_ops.reset_optimizers(trainer)
             trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
-        stage = self.stage
-        rank_zero_info(f"lightning_dnas: stage {stage.name} ({stage.epochs} epochs) starts at "
-                       f"epoch {trainer.current_epoch}")  # fmt: skip
+        rank_zero_info(notes.stage_starts(self.stage, trainer.current_epoch))
 
     def _export(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Swap the best state's plain network into the module; write and log it."""
-        assert self.search is not None and self._keeper is not None
-        assert self.network is not None
-        name = self.stage.name
+        assert self.search is not None and self._keeper is not None and self.network
+        steps, lr, reg = self._arch.progress()  # before the export releases the search
         exported, record, widths = network.export(
-            pl_module, self.network, self._keeper, self.search, name,
+            pl_module, self.network, self._keeper, self.search, self.stage.name,
             self._arch.feasible_best(self._clock.best), self.check_export)
         self.history.append(record)
         self._arch.release()
         self.exported = exported
         trainer_ops.reset_monitors(trainer)
-        if trainer.is_global_zero:
-            root = sinks.export_files_dir(self.export_dir, lambda: trainer.log_dir,
-                                          trainer.default_root_dir)  # fmt: skip
-            if root is not None:
-                sinks.write_export_files(root, record, exported)
-            sinks.log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths,
-                                       exported)  # fmt: skip
-        costs = ", ".join(f"{n} {v:,.0f}" for n, v in record["costs"].items())
-        rank_zero_info(f"lightning_dnas: exported after {name}: {costs}")
+        sinks.publish(trainer, self.export_dir, record, widths, exported)
+        if (warning := notes.nothing_removed(record, steps, lr, reg)) is not None:
+            rank_zero_warn(warning)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Advance to the next stage when this one is over; set the epoch's temperature."""
         while (index := self._clock.next_stage(trainer.current_epoch)) is not None:
             self._enter(trainer, pl_module, index)
-        if self.search is not None and self.search.choices and self.temperature is not None:
-            t = self.temperature
-            epoch = self._clock.epoch_in_stage(trainer.current_epoch)
-            self.search.set_temperature(float(t(epoch) if callable(t) else t))
+        self._arch.set_temperature(self.temperature,
+                                   self._clock.epoch_in_stage(trainer.current_epoch))
         self._arch.set_ramp(trainer_ops.stage_steps(trainer, self.stage) // 2)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -286,16 +267,39 @@ class DNASCallback(Callback):
         during a stage that is not the last into the end of that stage; stop after the last
         stage (exporting first if it is a search)."""
         if self.search is not None:
-            for key, value in self._arch.epoch_metrics().items():
-                pl_module.log(key, value)
+            pl_module.log_dict(self._arch.epoch_metrics())
         end = self._clock.end_epoch(trainer.current_epoch, trainer.should_stop,
-                                    searching=self.search is not None)  # fmt: skip
+                                    searching=self.search is not None,
+                                    ends_stage=trainer_ops.early_stopping_stopped(trainer))
         trainer.should_stop = end.should_stop
         if end.export:
             self._export(trainer, pl_module)
         if end.fit_over:
+            self._fit_over = True
             self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
             sinks.write_int8(trainer, self)  # a quantisation-aware fit: its int8 ONNX
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A fit loop that ended before the stage list did (``max_steps``, ``max_time``, a
+        stop request that is not EarlyStopping's): end the fit early (:mod:`.ending`)."""
+        if not self._fit_over:
+            self._end_early(trainer, pl_module, trainer_ops.stop_reason(trainer))
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule,
+                     exception: BaseException) -> None:  # fmt: skip
+        """Ctrl+C during the fit: end it early (other exceptions leave the network be)."""
+        if isinstance(exception, KeyboardInterrupt) and self._fit_ready and not self._fit_over:
+            self._end_early(trainer, pl_module, ending.INTERRUPT)
+
+    def _end_early(self, trainer: Trainer, pl_module: LightningModule, reason: str) -> None:
+        """Export the search network's best state so far (if the network is one), make it
+        :attr:`exported`, and warn what happened and how to continue instead."""
+        self._fit_over, searching, clock = True, self.search is not None, self._clock
+        message = ending.early_end_message(clock, trainer.current_epoch, reason, searching)
+        if searching:
+            self._export(trainer, pl_module)
+        self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+        rank_zero_warn(message)
 
     # -- the regulariser and the architecture step ---------------------------------------
     def _joint_search(self, trainer: Trainer) -> bool:
@@ -333,8 +337,7 @@ class DNASCallback(Callback):
                            batch: Any, batch_idx: int) -> None:  # fmt: skip
         """Log the regulariser terms; manual optimization: the architecture step of this
         batch; alternating search: the architecture step on a validation batch."""
-        for key, value in self._arch.take_terms().items():
-            pl_module.log(key, value, on_step=True, on_epoch=True)
+        pl_module.log_dict(self._arch.take_terms(), on_step=True, on_epoch=True)
         if not pl_module.automatic_optimization:
             self._arch_step(trainer)
         if self._searching(trainer) and self.search_mode == "alternating":
@@ -349,11 +352,8 @@ class DNASCallback(Callback):
     def _alternating_step(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """One first-order architecture step on the next validation batch, its gradients
         averaged over DDP ranks."""
-        assert self.arch_optimizer is not None
-        batch = self._val_batches.next(trainer, pl_module)
-        with trainer_ops.silenced_log(pl_module), trainer.precision_plugin.forward_context():
-            out = pl_module.training_step(batch, 0)
-        loss = out["loss"] if isinstance(out, Mapping) else out
+        loss = trainer_ops.training_loss_on(trainer, pl_module,
+                                            self._val_batches.next(trainer, pl_module))
         self._arch.alternating_step(self.stage.train, loss, self._regularizer(),
                                     lambda g: trainer.strategy.reduce(g, reduce_op="mean"))
 
@@ -361,14 +361,12 @@ class DNASCallback(Callback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score the epoch: keep a snapshot of the best search state; count patience."""
         epoch = trainer.current_epoch
-        if trainer.sanity_checking or not self._clock.claim(epoch):
-            return
+        if not self._fitting or trainer.sanity_checking or not self._clock.claim(epoch):
+            return  # outside a fit (validate/test of a checkpoint) the callback is inert
         metric = trainer.callback_metrics.get(self.monitor)
         if metric is None:
             if self._clock.expects_metric:
-                rank_zero_warn(f"DNASCallback: monitor {self.monitor!r} is not logged "
-                               f"(logged: {sorted(trainer.callback_metrics)}); the last "
-                               "search state is exported and patience is off")  # fmt: skip
+                rank_zero_warn(notes.monitor_missing(self.monitor, trainer.callback_metrics))
             return
         searching = self.search is not None and self.stage.kind == "search"
         score = float(metric)
@@ -376,8 +374,7 @@ class DNASCallback(Callback):
             score += self._arch.hard_penalty(self._lambdas())
         scored = self._clock.record(epoch, score, self._arch.snapshot if searching else None)
         if scored is Scored.PATIENCE_OUT:
-            rank_zero_info(f"lightning_dnas: {self.stage.name} ends early at epoch {epoch} "
-                           f"(patience {self.stage.patience})")
+            rank_zero_info(notes.patience_out(self.stage, epoch))
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -389,7 +386,10 @@ class DNASCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Take the state back; the network structure was already rebuilt from the weights'
-        structure entry, optimizer and RNG states are applied in ``on_fit_start``."""
+        structure entry, optimizer and RNG states are applied in ``on_fit_start``. Outside a
+        fit (``validate(ckpt_path=)`` with any stage list) nothing: the callback is inert."""
+        if not self._fitting:
+            return
         self._clock.load_state_dict(state_dict)
         self.history = state_dict["history"]
         if state_dict["arch_optimizer"] is not None:

@@ -85,6 +85,7 @@ class ArchStep:
         self._term_batch: tuple[int, int] | None = None
         self._terms: dict[str, float] = {}
         self.budget: BudgetController | None = None
+        self._last_reg: float | None = None  # the last regulariser value (nothing_removed)
 
     def adopt(self, net: nn.Module | None, softmax: str | None,
               make_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
@@ -171,6 +172,7 @@ class ArchStep:
         else:
             reg = self.search.regularizer(dict(lambdas), target, costs=soft)
         self._terms = {"dnas/reg": float(reg.detach())}
+        self._last_reg = self._terms["dnas/reg"]
         if self.budget is not None:
             self._terms.update({f"dnas/lambda/{n}": v for n, v in self.budget.lambdas.items()})
             self._terms.update({f"dnas/budget_gap/{n}": g
@@ -260,6 +262,26 @@ class ArchStep:
             over = max(self.search.hard_cost(n) / b - 1 for n, b in self.budget.budgets.items())
             return 0.0 if over <= 0 else 1e6 * (1.0 + over)
         return sum(lam * self.search.hard_cost(n) for n, lam in lambdas.items())
+
+    def set_temperature(self, temperature: float | Callable[[int], float] | None,
+                        epoch: int) -> None:  # fmt: skip
+        """At a search epoch start: the choices' temperature, ``temperature`` (a number, or a
+        schedule of ``epoch``, the epoch in the stage); ``None`` or no choices: nothing."""
+        if self.search is None or not self.search.choices or temperature is None:
+            return
+        t = temperature
+        self.search.set_temperature(float(t(epoch) if callable(t) else t))
+
+    def progress(self) -> tuple[int | None, float | None, float | None]:
+        """``(steps, lr, reg)``: the architecture steps the optimizer has taken (Adam-style
+        ``state["step"]``, checkpointed with it; ``None`` for an optimizer without one),
+        its first learning rate, and the last ``lambda * soft cost`` (``None`` before one)."""
+        opt = self.optimizer
+        if opt is None:
+            return None, None, self._last_reg
+        steps = [int(st["step"]) for st in opt.state.values() if "step" in st]
+        lr = float(opt.param_groups[0]["lr"])
+        return (max(steps) if steps else (0 if not opt.state else None)), lr, self._last_reg
 
     def snapshot(self) -> dict[str, Tensor]:
         """A detached copy of the search network's state (the best state so far)."""

@@ -10,7 +10,8 @@ An epoch of a fit, as the callback drives the clock::
 
     epoch start        while (i := clock.next_stage(epoch)) is not None: boundary, enter(i)
     each validation    if clock.claim(epoch): clock.record(epoch, score, snapshot)
-    epoch end          end = clock.end_epoch(epoch, trainer.should_stop, searching)
+    epoch end          end = clock.end_epoch(epoch, trainer.should_stop, searching,
+                                          ends_stage=<EarlyStopping's stop>)
 """
 
 from __future__ import annotations
@@ -121,17 +122,20 @@ class StageClock:
         self.start = epoch
         self.best, self.wait = None, 0
 
-    def end_epoch(self, epoch: int, stop_requested: bool, searching: bool) -> EpochEnd:
-        """At the end of ``epoch``, with ``stop_requested`` the trainer's stop flag (set by
-        EarlyStopping or the user) and ``searching`` whether the network is a search
-        network.
+    def end_epoch(self, epoch: int, stop_requested: bool, searching: bool,
+                  ends_stage: bool = True) -> EpochEnd:  # fmt: skip
+        """At the end of ``epoch``, with ``stop_requested`` the trainer's stop flag,
+        ``searching`` whether the network is a search network and ``ends_stage`` whether
+        the stop is one that ends a stage (EarlyStopping's: "this stage has converged").
 
-        A stop request in a stage that is not the last ends that stage instead of the fit
-        (the flag is cleared). The fit is over when the last stage is done (all its epochs,
-        or ended early); it then exports if it ends with a search network. A stop request
-        in the last stage is left to stop the fit as it was asked to.
+        Such a stop ends the running stage: in a stage that is not the last, the flag is
+        cleared and the next stage starts; in the last one, the fit is over (and exports
+        if it ends with a search network). Any other stop request (``ends_stage`` False: a
+        Timer, a user's callback) stops the fit as asked, without "fit over": the callback
+        then ends the fit early (:mod:`.ending`). The fit is also over when the last stage
+        has run all its epochs.
         """
-        if stop_requested and not self.is_last:
+        if stop_requested and ends_stage:
             stop_requested = False
             self.over = True
         done = self.over or epoch + 1 - self.start >= self.stage.epochs

@@ -23,6 +23,7 @@ from ..nas.modules import set_submodule
 from ..quantize.qat import QATNetwork, prepare_qat
 from ..restore import NetworkStructure, StructureKeeper, encode_options, example_record
 from .config import already_searching
+from .notes import removed
 
 
 def attach_keeper(module: nn.Module, network: str, example: Any, cost: Any,
@@ -75,22 +76,32 @@ def export(module: nn.Module, network: str, keeper: StructureKeeper, search: DNA
     record the new structure. ``check`` compares the two networks on the example.
 
     Returns the plain network, the history record of the export (``stage``, ``method``,
-    ``best_epoch``, ``costs``, ``arch``) and the search network's layer widths.
+    ``best_epoch``, ``costs``, ``arch``, ``removed``: :func:`~.notes.removed`) and the
+    search network's layer widths.
     """
     if best is not None:
         search.load_state_dict(best["state"])
     exported = search.export(check=check)
     spec = search.arch()
     widths = search.layer_widths()
+    choices = {n: len(search.choices[n].names) for n in spec.get("choices", {})}
     record = {"stage": stage, "method": search.method,
               "best_epoch": None if best is None else best["epoch"],
-              "costs": {n: search.hard_cost(n) for n in search.costs}, "arch": spec}
+              "costs": {n: search.hard_cost(n) for n in search.costs}, "arch": spec,
+              "removed": removed(widths, choices, searchable(search))}  # fmt: skip
     structure = copy.deepcopy(keeper.structure)
     structure.applied.append(spec)
     structure.method, structure.options = None, {}
     keeper.structure = structure
     set_submodule(module, network, exported)
     return exported, record, widths
+
+
+def searchable(search: DNAS) -> dict[str, int]:
+    """How much of ``search`` the architecture can change: its ``channel_masks`` (one per
+    searchable channel group), ``tap_masks`` (Conv1d kernels) and ``choices``."""
+    return {"channel_masks": len(search.channel_masks), "tap_masks": len(search.tap_masks),
+            "choices": len(search.choices)}
 
 
 def quantize(module: nn.Module, keeper: StructureKeeper | None, kind: str | None) -> bool:
@@ -124,4 +135,5 @@ def to_device(example: Any, device: torch.device) -> Any:
     return example
 
 
-__all__ = ["attach_keeper", "convert", "export", "quantize", "set_example", "to_device"]
+__all__ = ["attach_keeper", "convert", "export", "quantize", "searchable", "set_example",
+           "to_device"]

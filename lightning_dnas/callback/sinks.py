@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+
+from .notes import export_summary
 
 LAYER_COLUMNS = ["layer", "type", "out_channels", "original", "taps", "kernel", "dilation"]
 CHOICE_COLUMNS = ["choice", "index", "candidate"]
@@ -37,6 +39,19 @@ def export_files_dir(export_dir: str | Path | bool | None,
     if export_dir not in (None, True):
         return Path(export_dir)  # type: ignore[arg-type]
     return Path(log_dir() or default_root_dir) / "dnas"
+
+
+def publish(trainer: Any, export_dir: str | Path | bool | None, record: dict[str, Any],
+            widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+    """Everything an export writes, on global rank zero: the files
+    (:func:`write_export_files`, in :func:`export_files_dir`) and the W&B records of every
+    ``WandbLogger``; then, on rank zero, the summary line."""
+    if trainer.is_global_zero:
+        root = export_files_dir(export_dir, lambda: trainer.log_dir, trainer.default_root_dir)
+        if root is not None:
+            write_export_files(root, record, net)
+        log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths, net)
+    rank_zero_info(export_summary(record))
 
 
 def write_export_files(root: Path, record: dict[str, Any], net: nn.Module) -> None:
@@ -117,6 +132,7 @@ __all__ = [
     "export_files_dir",
     "log_export_wandb",
     "log_export_wandb_all",
+    "publish",
     "write_export_files",
     "write_int8",
 ]

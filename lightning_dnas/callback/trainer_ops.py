@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch.nn.parallel import DistributedDataParallel
 
 # -- reading the trainer ------------------------------------------------------------------
@@ -95,6 +96,14 @@ def find_example(example_input: Any, trainer: Trainer, pl_module: LightningModul
     return example_from_batch(first_train_batch(trainer))
 
 
+def given_example(dnas: Any, pl_module: LightningModule) -> Any:
+    """The example input known without a training batch (``validate``/``test`` before any
+    fit): ``example_input=``, else ``example_input_array`` (``None`` when neither)."""
+    if dnas.example_input is not None:
+        return dnas.example_input
+    return pl_module.example_input_array
+
+
 def stage_steps(trainer: Trainer, stage: Any) -> int:
     """Optimizer steps of ``stage``: ``epochs * batches per epoch / accumulate_grad_batches``
     (``trainer.num_training_batches``, set once the training dataloader is loaded)."""
@@ -112,6 +121,44 @@ def has_no_val_batches(trainer: Trainer) -> bool:
     return trainer.num_val_batches == [] and not trainer.limit_val_batches
 
 
+def early_stopping_stopped(trainer: Trainer) -> bool:
+    """Whether an EarlyStopping callback asked to stop in this epoch.
+
+    Why: only EarlyStopping's stop ends a stage (it says "this stage has converged"); a
+    stop requested by anything else (a Timer, a user callback) ends the fit. Read from:
+    ``callbacks/early_stopping.py`` (``_run_early_stopping_check`` sets
+    ``stopped_epoch = trainer.current_epoch`` and a ``stopping_reason`` other than
+    ``NOT_STOPPED`` when it stops; :func:`reset_monitors` puts the reason back).
+    """
+    return any(isinstance(cb, EarlyStopping)
+               and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+               and cb.stopped_epoch == trainer.current_epoch
+               for cb in trainer.callbacks)  # type: ignore[attr-defined]  # fmt: skip
+
+
+def stop_reason(trainer: Trainer) -> str:
+    """Why a fit loop ended before the stage list was done, in the user's words.
+
+    Read from: ``loops/fit_loop.py`` (``FitLoop.done``: ``max_steps`` reached, or
+    ``trainer.should_stop``), ``callbacks/timer.py`` (``Trainer(max_time=)`` is a
+    ``Timer`` callback setting ``should_stop``; ``time_remaining()`` is public).
+    """
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return f"Trainer(max_steps={trainer.max_steps})"
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(cb, Timer) and (cb.time_remaining() or 0.0) <= 0.0:
+            return "Trainer(max_time=) / Timer running out"
+    if trainer.should_stop:
+        return "trainer.should_stop, set by a callback or the module (not EarlyStopping)"
+    return "the fit loop ending early"
+
+
+def fast_dev_run(trainer: Trainer) -> bool:
+    """Whether the fit is a ``Trainer(fast_dev_run=)`` smoke test. Read from:
+    ``trainer/setup.py`` (``_init_debugging_flags`` sets ``trainer.fast_dev_run``)."""
+    return bool(trainer.fast_dev_run)
+
+
 # -- changing the trainer -----------------------------------------------------------------
 
 
@@ -123,6 +170,19 @@ def set_max_epochs(trainer: Trainer, epochs: int) -> None:
     (``FitLoop.max_epochs``, what ``Trainer(max_epochs=)`` sets).
     """
     trainer.fit_loop.max_epochs = epochs
+
+
+def run_every_stage(trainer: Trainer, stages: int) -> None:
+    """``fast_dev_run``: let the fit run ``stages`` epochs (one per stage, each of the
+    ``fast_dev_run`` batches Lightning already limits every loader to).
+
+    Why: Lightning's fast_dev_run sets ``max_epochs=1`` and ``max_steps=n``, which would
+    stop inside the first stage and never reach an export. Read from: ``trainer/setup.py``
+    (``_init_debugging_flags``: ``fit_loop.epoch_loop.max_steps = n``,
+    ``fit_loop.max_epochs = 1``, ``limit_*_batches = n``).
+    """
+    trainer.fit_loop.max_epochs = stages
+    trainer.fit_loop.epoch_loop.max_steps = -1
 
 
 def move_after_early_stopping(trainer: Trainer, callback: Callback) -> None:
@@ -149,7 +209,7 @@ def reset_monitors(trainer: Trainer) -> None:
     ``callbacks/model_checkpoint.py`` (``__init__`` and ``__init_monitor_mode``:
     ``best_k_models``, ``kth_best_model_path``, ``best_model_score``, ``best_model_path``,
     ``kth_value``) and ``callbacks/early_stopping.py`` (``__init__``: ``wait_count``,
-    ``stopped_epoch``, ``best_score``), set here to their initial values.
+    ``stopped_epoch``, ``stopping_reason``, ``best_score``), set here to their initial values.
     """
     for cb in trainer.callbacks:  # type: ignore[attr-defined]
         if isinstance(cb, ModelCheckpoint):
@@ -158,6 +218,7 @@ def reset_monitors(trainer: Trainer) -> None:
             cb.kth_value = torch.tensor(math.inf if cb.mode == "min" else -math.inf)
         elif isinstance(cb, EarlyStopping):
             cb.wait_count, cb.stopped_epoch = 0, 0
+            cb.stopping_reason, cb.stopping_reason_message = EarlyStoppingReason.NOT_STOPPED, None
             cb.best_score = torch.tensor(math.inf if cb.mode == "min" else -math.inf)
 
 
@@ -209,6 +270,19 @@ def silenced_log(pl_module: LightningModule) -> Iterator[None]:
         yield
     finally:
         pl_module.log = log  # type: ignore[method-assign]
+
+
+def training_loss_on(trainer: Trainer, pl_module: LightningModule, batch: Any) -> Any:
+    """The user's ``training_step`` loss on ``batch`` (an alternating step's validation
+    batch), its ``self.log`` calls silenced, under the fit's precision context.
+
+    Read from: ``plugins/precision/precision.py`` (``forward_context``: the autocast the
+    training step runs under) and ``core/module.py`` (a ``training_step`` may return the
+    loss or a dict with ``"loss"``).
+    """
+    with silenced_log(pl_module), trainer.precision_plugin.forward_context():
+        out = pl_module.training_step(batch, 0)
+    return out["loss"] if isinstance(out, Mapping) else out
 
 
 # -- the checkpoint -----------------------------------------------------------------------

@@ -67,10 +67,22 @@ def test_a_stop_request_ends_a_stage_that_is_not_the_last_and_is_cleared() -> No
     assert clock.next_stage(2) == 1, "the search ends at epoch 2 though 4 epochs remain"
     clock.enter(1, 2)
     assert clock.stage is stages[1] and not clock.over
-    # In the last stage a stop request stops the fit as asked, early: no "fit over" (so no
-    # export either, whatever the network).
+    # In the last stage EarlyStopping's stop ends it, so the fit is over (and a search
+    # network would be exported): epoch 3 is 2 epochs short of the fine-tune's 5.
     end = clock.end_epoch(3, stop_requested=True, searching=True)
+    assert end == EpochEnd(should_stop=True, fit_over=True, export=True)
+
+
+def test_a_stop_that_is_not_early_stopping_stops_the_fit_without_ending_the_stage() -> None:
+    # search 6, fine-tune 5: a Timer or a user's callback asks to stop after epoch 1. The
+    # stage is not over and the fit is not "over" either: the callback ends it early.
+    clock = StageClock(parse_stages([Stage("search", 6, "pit"), Stage("finetune", 5)]))
+    end = clock.end_epoch(1, stop_requested=True, searching=True, ends_stage=False)
     assert end == EpochEnd(should_stop=True, fit_over=False, export=False)
+    assert not clock.over and clock.next_stage(2) is None
+    # No stop request: ends_stage changes nothing.
+    end = clock.end_epoch(2, stop_requested=False, searching=True, ends_stage=False)
+    assert end == EpochEnd(should_stop=False, fit_over=False, export=False)
 
 
 def test_patience_keeps_the_best_epoch_and_ends_the_stage() -> None:
