@@ -51,7 +51,7 @@ def visit(an: Analysis, node: fx.Node) -> Layout | None:
 def check_sliced_tensors(an: Analysis) -> None:
     """Freeze the channels of tensors the export would slice but whose every use is not
     understood: a per-channel parameter read by anything else than the elementwise ops
-    that recorded it, a layer norm module with a call that could not be searched."""
+    that recorded it, a norm module (traced through) with a call that could not be searched."""
     for target, (_dim, layout) in an.g.parameters.items():
         users = {u for n in an.gm.graph.nodes if n.op == "get_attr" and n.target == target
                  for u in n.users}  # fmt: skip
@@ -61,7 +61,7 @@ def check_sliced_tensors(an: Analysis) -> None:
     for _node, target, layout in an.g.companions:
         if target in an.whole_norms:
             an.groups.freeze(an.groups.expand(layout),
-                             f"`{target}` (a layer norm call not searched)")  # fmt: skip
+                             f"`{target}` (a norm call not searched)")  # fmt: skip
 
 
 def check_channel_counts(an: Analysis) -> None:

@@ -120,7 +120,9 @@ OPS: dict[str, Op] = {
     # Channel producers and per-channel companions: modules only.
     "conv": _op("conv", "never", nn.Conv1d, nn.Conv2d, nn.Conv3d, exact=False, function=False),
     "linear": _op("linear", "never", nn.Linear, exact=False, function=False),
-    "batch_norm": _op("norm", "never", _BN, exact=False, function=False),
+    # F.batch_norm is understood inside a BatchNorm subclass traced through (timm's
+    # BatchNormAct2d) on that module's own tensors: rules/norms.py.
+    "batch_norm": _op("norm", "never", _BN, exact=False),
     "instance_norm": _op("norm", "never", _IN, exact=False, function=False),
     "group_norm": _op("norm", "never", nn.GroupNorm, exact=False, function=False),
     "prelu": _op("prelu", "input", nn.PReLU, function=False),
@@ -221,6 +223,13 @@ def is_channel_norm(module: nn.Module) -> bool:
     if isinstance(module, nn.GroupNorm):
         return module.num_groups == module.num_channels
     return isinstance(module, NORM_TYPES)
+
+
+def calling_module(node: fx.Node) -> str:
+    """Dotted name of the innermost module whose forward made ``node`` (a function call
+    inside a module traced through), ``""`` at the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack.values()))[0] if stack else ""
 
 
 def is_namedtuple(target: Any) -> bool:

@@ -19,7 +19,14 @@ from ..graph.channel_graph import ChannelGraph, LayerCall
 from ..graph.channel_layout import Layout
 from ..graph.ops import OPS, is_channel_norm, is_channel_prelu, module_op, nodes_in, op_name
 from ..modules import set_submodule
-from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLayerNorm, MaskedLinear
+from .layers import (
+    ChannelVector,
+    MaskedBatchNorm,
+    MaskedConv,
+    MaskedLayerNorm,
+    MaskedLinear,
+    runs_own_forward,
+)
 from .masks import ChannelMask, TapMask
 
 
@@ -44,6 +51,15 @@ def searchable_taps(conv: nn.Module) -> bool:
     )  # fmt: skip
 
 
+def reads_shape(node: fx.Node) -> bool:
+    """Whether ``node`` reads only its input's shape (``x.shape``, ``x.ndim``, ``x.size()``,
+    ``x.dim()``, ``x.numel()``), never its values."""
+    name = op_name(node)
+    if name == "getattr":
+        return node.args[1] in ("shape", "ndim")
+    return name in ("size", "dim", "numel")
+
+
 class _Converter:
     def __init__(
         self, gm: fx.GraphModule, cg: ChannelGraph, plan: SearchPlan, root: nn.Module
@@ -53,6 +69,9 @@ class _Converter:
         self.by_name: dict[str, list[LayerCall]] = {}
         for lc in cg.layers:
             self.by_name.setdefault(lc.name, []).append(lc)
+        # Companion norms by node: a norm traced through is a function call (its F.batch_norm)
+        # rather than a call of the module.
+        self.companion_of = {node: name for node, name, _ in cg.companions}
         self.out_vectors: dict[str, ChannelVector] = {}
         self.grad_norms: set[str] = set()
         self.folded: set[fx.Node] = set()
@@ -64,16 +83,23 @@ class _Converter:
             parts.append((mask, s.size, s.rep))
         return ChannelVector(parts, detach)
 
+    def norm_after(self, lc: LayerCall) -> str | None:
+        """The per-channel norm that is the only reader of this call's values (a module
+        call, or the F.batch_norm of a norm traced through), else None. Reads of the shape
+        alone (a norm-act's ``x.ndim`` check) do not see the values: they do not count."""
+        users = [u for u in lc.node.users if not reads_shape(u)]
+        if len(users) != 1:
+            return None
+        user = users[0]
+        name = self.companion_of.get(user)
+        if name is None and user.op == "call_module":
+            name = str(user.target)
+        return name if name is not None and is_channel_norm(self.modules[name]) else None
+
     def fold_at_norm(self, calls: list[LayerCall]) -> bool:
         """Fold a layer's mask into the norm right after it when every call of the layer
         feeds exactly one norm and nothing else (SPEC: conv -> bn -> * mask)."""
-        for lc in calls:
-            users = list(lc.node.users)
-            if len(users) != 1 or users[0].op != "call_module":
-                return False
-            if not is_channel_norm(self.modules[str(users[0].target)]):
-                return False
-        return True
+        return all(self.norm_after(lc) is not None for lc in calls)
 
     def decide_mask_points(self) -> None:
         for name, calls in self.by_name.items():
@@ -81,7 +107,7 @@ class _Converter:
             if not self.cg.searchable(layout):
                 continue
             if self.fold_at_norm(calls):
-                self.grad_norms.update(str(next(iter(lc.node.users)).target) for lc in calls)
+                self.grad_norms.update(str(self.norm_after(lc)) for lc in calls)
             else:
                 self.out_vectors[name] = self.vector(layout, detach=False)
                 self.folded.update(lc.node for lc in calls)
@@ -94,6 +120,9 @@ class _Converter:
         args = [a for a in node.args if isinstance(a, fx.Node)]
         if node in self.cg.pieces:  # a tuple value: zero where all its sources are
             return all(zero.get(a, True) for a in args)
+        if node in self.folded and node.op == "call_module" and runs_own_forward(
+                self.modules[str(node.target)]):  # fmt: skip
+            return False  # a leaf norm subclass may map zeros anywhere after its norm
         if node in self.folded or not self.cg.searchable(self.cg.layouts.get(node)):
             return True
         first = zero.get(args[0], True) if args else True

@@ -137,10 +137,45 @@ class MaskedLinear(nn.Module):
         return F.linear(x, weight, bias)
 
 
+class _MaskedAffineMode(TorchFunctionMode):
+    """Turns the ``F.batch_norm`` calls on ``norm``'s own weight into calls with the masked
+    ``weight`` and ``bias`` while ``norm``'s own forward runs (a BatchNorm subclass such as
+    timm's BatchNormAct2d: its running-statistics bookkeeping, drop and activation stay its
+    own); counts them in ``calls``."""
+
+    def __init__(self, norm: nn.Module, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.norm, self.weight, self.bias, self.calls = norm, weight, bias, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.batch_norm:
+            return func(*args, **kwargs)
+        names = ("input", "running_mean", "running_var", "weight", "bias")
+        call = dict(zip(names, args, strict=False)) | kwargs
+        if call.get("weight") is not self.norm.weight or call.get("bias") is not self.norm.bias:
+            raise RuntimeError(f"{type(self.norm).__name__} called F.batch_norm on other "
+                               "parameters than its own during the search")  # fmt: skip
+        self.calls += 1
+        rest = {k: v for k, v in call.items() if k not in ("weight", "bias")}
+        return func(**rest, weight=self.weight, bias=self.bias)
+
+
+def runs_own_forward(norm: nn.Module) -> bool:
+    """Whether ``norm`` is a BatchNorm subclass defined outside torch.nn, whose forward may
+    add to the norm (timm's BatchNormAct2d: an activation)."""
+    return isinstance(norm, nn.modules.batchnorm._BatchNorm) and not (
+        type(norm).__module__.startswith("torch.nn."))
+
+
 class MaskedBatchNorm(nn.Module):
     """A BatchNorm/InstanceNorm/per-channel GroupNorm whose affine parameters are multiplied
     by a channel mask, so that pruned channels read exactly zero after it; running
-    statistics are the wrapped module's and are updated exactly as it would update them."""
+    statistics are the wrapped module's and are updated exactly as it would update them.
+
+    A BatchNorm subclass defined outside torch.nn (timm's BatchNormAct2d) runs its own
+    forward, its ``F.batch_norm`` call given the masked parameters (:class:`_MaskedAffineMode`):
+    computing only the norm would drop what its forward adds (an activation)."""
 
     # The mask scales the affine parameters only (see MaskedConv.layout_free).
     layout_free = True
@@ -151,12 +186,20 @@ class MaskedBatchNorm(nn.Module):
         self._mask = mask
         self._instance = isinstance(layer, nn.modules.instancenorm._InstanceNorm)
         self._group = isinstance(layer, nn.GroupNorm)
+        self._own_forward = runs_own_forward(layer)
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self.layer
         m = self._mask(x)
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
+        if self._own_forward:
+            mode = _MaskedAffineMode(bn, weight, bias)
+            with mode:
+                out = bn(x)
+            if not mode.calls:  # the mask was never applied: the search would be wrong
+                raise RuntimeError(f"{type(bn).__name__}'s forward did not call F.batch_norm")
+            return out
         if self._group:
             return F.group_norm(x, bn.num_groups, weight, bias, bn.eps)
         if self._instance:

@@ -11,7 +11,7 @@ from torch import fx, nn
 
 from ..channel_layout import Layout
 from ..context import Analysis
-from ..ops import arg, shape_of
+from ..ops import arg, calling_module, shape_of
 from ..registry import function_rule, module_rule
 
 
@@ -45,8 +45,7 @@ def functional_layer_norm(
 ) -> Layout | None:
     """``F.layer_norm`` on the weight and bias of the ``nn.LayerNorm`` whose forward calls
     it: the module is masked and sliced like a LayerNorm; any other call is frozen."""
-    stack = node.meta.get("nn_module_stack") or {}
-    owner = next(reversed(stack.values()))[0] if stack else ""
+    owner = calling_module(node)
     module = an.modules.get(owner)
     if src is None or not isinstance(module, nn.LayerNorm):
         return an.freeze_inputs(node, "layer_norm")
