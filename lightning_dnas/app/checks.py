@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_dnas.nas.methods import METHODS
 from lightning_dnas.stages import RECIPES
 
-_COSTS = ("params", "macs", "peak_ram", "flash")
+# The application's costs: `cost=` and the keys of `budget.` (every one a built-in cost).
+COSTS = ("params", "macs", "peak_ram", "flash")
 
 
 class ConfigError(ValueError):
@@ -42,7 +43,8 @@ def _epochs(cfg: DictConfig, key: str) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for a value the run cannot use: a lambda, ICV strength
     or learning rate that is not a non-negative number, an unknown method or cost, a
-    SuperNet method for a model without a SuperNet variant, bad epoch counts or seeds."""
+    SuperNet method for a model without a SuperNet variant, bad epoch counts or seeds, a
+    bad budget (:func:`read_budget`)."""
     method = cfg.method
     if method.name not in (*METHODS, *RECIPES):
         raise ConfigError(f"method.name {method.name!r} is unknown; valid: "
@@ -62,12 +64,34 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("seed", "finetune_seed"):
         if not isinstance(OmegaConf.select(cfg, key), int):
             raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
-    if cfg.cost not in _COSTS:
-        raise ConfigError(f"cost {cfg.cost!r} is unknown; valid: {list(_COSTS)}")
+    if cfg.cost not in COSTS:
+        raise ConfigError(f"cost {cfg.cost!r} is unknown; valid: {list(COSTS)}")
+    read_budget(cfg)
     needs_choices = method.name in RECIPES or METHODS[method.name].searches_choices
     if needs_choices and cfg.model.get("supernet") is None:
         raise ConfigError(f"model {cfg.model.name!r} has no SuperNet variant, so method "
                           f"{method.name!r} cannot run on it; use method=pit")  # fmt: skip
+
+
+def read_budget(cfg: DictConfig) -> dict[str, float]:
+    """``{cost: B}`` of the config's ``budget`` node (unset costs left out; a config
+    without the node: no budget). Raises :class:`ConfigError` naming ``budget.<cost>`` for
+    an unknown cost (listing the valid ones) or a value that is not a positive number."""
+    budget: dict[str, float] = {}
+    for name, value in dict(cfg.get("budget") or {}).items():
+        key = f"budget.{name}"
+        if name not in COSTS:  # reachable with +budget.<name>=...; Hydra refuses the rest
+            raise ConfigError(f"{key}: {name!r} is not a cost; valid: {list(COSTS)}")
+        if value is None:
+            continue
+        # bool is an int to Python, and Hydra reads budget.params=true as one
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a positive number, got {value!r} "
+                              f"(e.g. {key}=5000)")  # fmt: skip
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
+        budget[name] = float(value)
+    return budget
 
 
 def check_output_dir(out: Path) -> None:

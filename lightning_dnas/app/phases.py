@@ -28,23 +28,31 @@ from .results import StageRecord
 @dataclass(frozen=True)
 class Phase:
     """One search phase: ``name`` (``"pit"``, ``"supernet"``, ``"pitsupernet"``), its
-    stages and its lambda."""
+    stages, its lambda and the budget ``{cost: B}`` its last search lands on (``None``:
+    none; only the run's last phase has one, its export being the final network)."""
 
     name: str
     stages: list[Stage]
     strength: float
+    budget: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (part of the phase's cache key)."""
-        return {"name": self.name, "strength": self.strength,
-                "stages": [s.to_dict() for s in self.stages]}  # fmt: skip
+        """JSON form (part of the phase's cache key). ``budget`` only when there is one: a
+        phase without a budget (a cascade's SuperNet phase) has the same key in every run
+        of a budget sweep, and is computed once."""
+        out = {"name": self.name, "strength": self.strength,
+               "stages": [s.to_dict() for s in self.stages]}  # fmt: skip
+        if self.budget:
+            out["budget"] = dict(self.budget)
+        return out
 
 
-def plan(method: Any) -> tuple[str, list[Phase]]:
+def plan(method: Any, budget: dict[str, float] | None = None) -> tuple[str, list[Phase]]:
     """``(start network, phases)`` for a ``method`` config: the stage list that
     :mod:`lightning_dnas.stages` builds for it (without the final fine-tune, a fit of its
     own), cut into phases by :func:`~lightning_dnas.stages.split_phases`. The start network
-    is ``"supernet"`` when the first search needs SuperNet choices, else ``"seed"``."""
+    is ``"supernet"`` when the first search needs SuperNet choices, else ``"seed"``. A
+    ``budget`` goes to the last phase only (a cascade's SuperNet phase does not use it)."""
     train = tuple(method.train)
     if method.name == "cascade":
         stages = cascade_stages(method.supernet_epochs, method.search_epochs, finetune=0,
@@ -59,8 +67,10 @@ def plan(method: Any) -> tuple[str, list[Phase]]:
     parts = split_phases(stages)
     methods = [next(s.method for s in part if s.kind == "search") for part in parts]
     start = "supernet" if METHODS[methods[0]].searches_choices else "seed"
-    return start, [Phase(m, part, strength)
-                   for m, part, strength in zip(methods, parts, strengths, strict=True)]
+    last = len(parts) - 1
+    return start, [Phase(m, part, strength, (budget or None) if i == last else None)
+                   for i, (m, part, strength) in enumerate(zip(methods, parts, strengths,
+                                                               strict=True))]  # fmt: skip
 
 
 def total_epochs(phases: list[Phase], finetune_epochs: int) -> int:
@@ -124,7 +134,8 @@ class EpochPrinter(Callback):
     """One line per epoch (the progress bar is off): the logged losses, accuracy and the
     search's hard costs."""
 
-    KEYS = ("train_loss", "val_loss", "val_acc", "dnas/hard_params", "dnas/hard_macs")
+    KEYS = ("train_loss", "val_loss", "val_acc", "dnas/hard_params", "dnas/hard_macs",
+            "dnas/hard_peak_ram", "dnas/hard_flash")  # the memory costs: when searched
 
     def __init__(self, label: str) -> None:
         self.label = label

@@ -1,17 +1,20 @@
-"""What the application measures and prints: network costs, layer shapes, the table."""
+"""What the application measures and prints: network costs, memory, layer shapes, the
+table, the W&B summary."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
+from lightning_dnas.nas.cost.memory import memory_report
 from lightning_dnas.nas.engine import DNAS
 from lightning_dnas.nas.methods import PIT
 
-from .results import Point
+from .results import Point, RunResult
 
 COSTS = {"params": "params", "macs": "macs"}
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -27,6 +30,35 @@ def network_costs(net: nn.Module, example: Tensor) -> tuple[int, int]:
         return int(search.hard_cost("params")), int(search.hard_cost("macs"))
     finally:
         net.train(was)
+
+
+def with_memory(p: Point, net: nn.Module, example: Tensor) -> Point:
+    """``p`` with the flash and peak RAM bytes (int8, batch 1, SPEC section 9) of the plain
+    network ``net`` and the operation holding the peak: its module path, else (a function
+    such as a residual add) its torch.fx node name (:func:`lightning_dnas.memory_report`)."""
+    was = net.training
+    try:
+        report = memory_report(net, example)
+    finally:
+        net.train(was)
+    where = report.peak_op
+    if report.peak_target is not None and report.peak_target in dict(net.named_modules()):
+        where = report.peak_target
+    return dataclasses.replace(p, flash=report.flash, peak_ram=report.peak_ram, peak_op=where)
+
+
+def wandb_summary(result: RunResult) -> dict[str, Any]:
+    """The W&B run summary of an application run: ``final/`` and ``reference/`` params,
+    MACs, flash, peak RAM, the operation holding the peak and the metrics, and
+    ``budget/<cost>`` for each budget."""
+    summary: dict[str, Any] = {f"budget/{c}": b for c, b in result.budgets.items()}
+    for name, pt in (("final", result.final), ("reference", result.reference)):
+        items = [("params", pt.params), ("macs", pt.macs), ("flash", pt.flash),
+                 ("peak_ram", pt.peak_ram), ("peak_op", pt.peak_op),
+                 *((f"test_{k}", v) for k, v in pt.test.items()),
+                 *((f"val_{k}", v) for k, v in pt.val.items())]  # fmt: skip
+        summary.update({f"{name}/{k}": v for k, v in items if v is not None})
+    return summary
 
 
 def _describe(module: nn.Module) -> str:
@@ -59,11 +91,14 @@ def layer_shapes(net: nn.Module) -> dict[str, str]:
 def format_table(
     reference: Point, found: Point, ref_layers: dict[str, str], found_layers: dict[str, str],
     metric: str, labels: Sequence[str], int8: dict[str, Any] | None = None,
+    budgets: Mapping[str, float] | None = None,
 ) -> str:  # fmt: skip
     """The seed-vs-found table: costs, ``metric`` on the test and validation sets, and one
     row per layer (``removed`` where the found network has no such layer). ``int8``
     (``results.json``'s entry of a quantised run) adds the int8 file's test and validation
-    ``metric`` and its flash next to the ``flash`` cost, for the found network."""
+    ``metric`` and its flash next to the ``flash`` cost, for the found network. Flash,
+    peak RAM and where the peak is come from the points (``-`` when not measured);
+    ``budgets`` (``{cost: B}``) add one row each and the found cost against it."""
 
     def fmt(point: Point, split: str, name: str = metric) -> str:
         value = getattr(point, split).get(name)
@@ -74,6 +109,10 @@ def format_table(
     rows: list[tuple[str, str, str]] = [
         ("params (conv+linear)", f"{reference.params:,}", f"{found.params:,}"),
         ("MACs per sample", f"{reference.macs:,}", f"{found.macs:,}"),
+        ("flash B (int8 weights)", _count(reference.flash), _count(found.flash)),
+        ("peak RAM B (int8 activations)", _count(reference.peak_ram), _count(found.peak_ram)),
+        ("peak RAM at", reference.peak_op or "-", found.peak_op or "-"),
+        *((f"budget {c}", "-", f"<= {b:,.0f}") for c, b in (budgets or {}).items()),
         (f"test {metric}", fmt(reference, "test"), fmt(found, "test")),
         (f"val {metric}", fmt(reference, "val"), fmt(found, "val")),
     ]
@@ -94,7 +133,17 @@ def format_table(
     out += [line(r) for r in layer_rows]
     out.append(f"found/seed: params {found.params / max(reference.params, 1):.1%}, "
                f"MACs {found.macs / max(reference.macs, 1):.1%}")  # fmt: skip
+    for cost, budget in (budgets or {}).items():
+        value = getattr(found, cost)
+        if value is not None:
+            verdict = "within" if value <= budget else "OVER"
+            out.append(f"budget {cost}: found {value:,} of {budget:,.0f} ({value / budget:.1%}, "
+                       f"{verdict} budget)")  # fmt: skip
     return "\n".join(out)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def point(params_macs: tuple[int, int], val: dict[str, float], test: dict[str, float]) -> Point:

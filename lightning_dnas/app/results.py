@@ -16,8 +16,11 @@ where noted)::
      "stages": [{"name": "supernet.search", "kind": "warmup" | "search" | "export" | "finetune",
                  "epochs": 20, "params": 1234, "macs": 56789,
                  "val": {"acc": 0.91, "loss": 0.3}, "test": {"acc": 0.9, "loss": 0.31}}, ...],
-     "final": {"params": 1234, "macs": 56789, "val": {...}, "test": {...}},
-     "reference": {"params": 9999, "macs": 99999, "val": {...}, "test": {...}},  # seed model
+     "final": {"params": 1234, "macs": 56789, "val": {...}, "test": {...},
+               "flash": 2345, "peak_ram": 640, "peak_op": "blocks.2.pad"},  # optional keys
+     "reference": {"params": 9999, "macs": 99999, "val": {...}, "test": {...},  # seed model
+                   "flash": 29360, "peak_ram": 3072, "peak_op": "blocks.2.pad"},
+     "budgets": {"params": 5000.0},   # optional key: only in a run with budget.<cost>
      "arch": {...arch spec...} | "path/to/arch.json" | null,   # null for method "seed"
      "wall_s": 123.4,
      "int8": null | {"onnx": "export/model_int8.onnx", "flash": 28808,  # optional key
@@ -30,6 +33,13 @@ layers kept in float; such a run's ``final.val``/``final.test`` also hold ``int8
 (onnxruntime's accuracy of the file) and ``int8_agreement`` (share of samples where it
 gives the fake-quantised PyTorch network's class), next to ``acc`` (the fake-quantised
 network's).
+
+``flash``, ``peak_ram`` (bytes at int8, SPEC section 9, :func:`lightning_dnas.memory_report`)
+and ``peak_op`` (the operation holding the peak: the module path, else the torch.fx node)
+of ``final`` and ``reference``, and ``budgets`` (``budget.<cost>`` of the run, binding its
+last search phase) are absent in files written before they existed: read as ``null``
+(the Pareto tool skips such runs for ``--cost peak_ram|flash``) and ``{}``; a run without a
+budget writes no ``budgets``.
 
 Metrics are flat ``{name: number}`` dicts: ``{"acc", "loss"}`` for classification,
 ``{"auc", "mse"}`` for anomaly detection; params and MACs are integers (per-sample MACs).
@@ -56,6 +66,7 @@ TASKS = ("classification", "anomaly")
 STAGE_KINDS = ("warmup", "search", "export", "finetune")
 
 Metrics = dict[str, float]
+MEMORY_KEYS = ("flash", "peak_ram", "peak_op")  # optional keys of a Point
 
 
 class ResultsError(ValueError):
@@ -65,12 +76,16 @@ class ResultsError(ValueError):
 @dataclass(frozen=True)
 class Point:
     """Cost and metrics of one network: ``params``/``macs`` integers, ``val``/``test``
-    metric dicts such as ``{"acc": 0.91, "loss": 0.3}``."""
+    metric dicts such as ``{"acc": 0.91, "loss": 0.3}``; ``flash``/``peak_ram`` bytes and
+    ``peak_op`` where the peak is (``None``: not measured, e.g. an older file)."""
 
     params: int
     macs: int
     val: Metrics
     test: Metrics
+    flash: int | None = None
+    peak_ram: int | None = None
+    peak_op: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class RunResult:
     arch: dict[str, Any] | str | None
     wall_s: float
     int8: dict[str, Any] | None = None
+    budgets: dict[str, float] = dataclasses.field(default_factory=dict)
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +129,13 @@ class RunResult:
         data = dataclasses.asdict(self)
         if data["int8"] is None:  # a float run's file keeps the layout it had before int8
             del data["int8"]
+        # Likewise the later optional keys: written only when there is something to say.
+        if not data["budgets"]:
+            del data["budgets"]
+        for name in ("final", "reference"):
+            for key in MEMORY_KEYS:
+                if data[name][key] is None:
+                    del data[name][key]
         return {"format": data.pop("format"), **data}
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -168,6 +191,7 @@ class RunResult:
             arch=r.get(data, "arch", (dict, str), nullable=True),
             wall_s=float(r.get(data, "wall_s", float)),
             int8=r.get(data, "int8", dict, nullable=True) if "int8" in data else None,
+            budgets=r.budgets(data),
         )
 
 
@@ -244,12 +268,25 @@ class _Reader:
                 self.require(strength, float, f"lambdas.{stage}.{cost}")
         return {s: {c: float(v) for c, v in costs.items()} for s, costs in stages.items()}
 
+    def optional(self, obj: dict, key: str, kinds: type, where: str) -> Any:
+        """A key added to the format later: ``None`` when absent (an older file)."""
+        return self.get(obj, key, kinds, where, nullable=True) if key in obj else None
+
+    def budgets(self, obj: dict) -> dict[str, float]:
+        values = self.optional(obj, "budgets", dict, "") or {}
+        for cost, value in values.items():
+            self.require(value, float, f"budgets.{cost}")
+        return {cost: float(value) for cost, value in values.items()}
+
     def point(self, obj: dict, where: str) -> Point:
         return Point(
             params=self.get(obj, "params", int, where),
             macs=self.get(obj, "macs", int, where),
             val=self.metrics(obj, "val", where),
             test=self.metrics(obj, "test", where),
+            flash=self.optional(obj, "flash", int, where),
+            peak_ram=self.optional(obj, "peak_ram", int, where),
+            peak_op=self.optional(obj, "peak_op", str, where),
         )
 
     def stage(self, obj: Any, where: str) -> StageRecord:
@@ -262,5 +299,5 @@ class _Reader:
             name=self.get(obj, "name", str, where),
             kind=kind,
             epochs=self.get(obj, "epochs", int, where),
-            **dataclasses.asdict(point),
+            params=point.params, macs=point.macs, val=point.val, test=point.test,
         )

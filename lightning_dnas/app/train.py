@@ -10,6 +10,9 @@ fine-tune's), ``export/`` (``arch.json``, ``model.pt``, ``model.onnx``) and ``re
 (:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table. With
 ``quantize=int8`` the fine-tune is quantisation-aware and ``export/model_int8.onnx`` (QDQ)
 replaces ``model.onnx``, measured with onnxruntime (:mod:`~lightning_dnas.app.int8`).
+``budget.<cost>=B`` lands the last search phase's export at or under ``B``
+(:mod:`~lightning_dnas.app.budgets`); the seed's and the found network's flash, peak RAM and
+the operation holding the peak are measured for results.json, the table and W&B.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -40,11 +44,12 @@ from lightning_dnas.onnx_export import OnnxExportError, export_onnx
 from lightning_dnas.restore import restore
 
 from . import int8
+from .budgets import budget_error, search_costs, unknown_budget
 from .cache import cached
-from .checks import ConfigError, check_config, check_output_dir
+from .checks import ConfigError, check_config, check_output_dir, read_budget
 from .modules import AutoEncoderModule, ClassificationModule
 from .phases import EpochPrinter, Phase, StageRecorder, measure, plan, total_epochs
-from .report import COSTS, format_table, layer_shapes, network_costs, point
+from .report import format_table, layer_shapes, network_costs, point, wandb_summary, with_memory
 from .results import Point, RunResult, StageRecord, make_search_id
 
 Builder = Callable[[], nn.Module]
@@ -64,6 +69,7 @@ class Run:
         self.base = {k: OmegaConf.to_container(cfg[k], resolve=True)
                      for k in ("data", "model", "optimizer", "trainer")}  # fmt: skip
         self.base.update(seed=cfg.seed, cost=cfg.cost)
+        self.budget = read_budget(cfg)  # {cost: B} of budget.<cost>; the last phase's key
         self.wandb: Any = None
 
     def logger(self) -> Any:
@@ -89,12 +95,7 @@ class Run:
         import wandb  # the optional extra; only reached when a WandbLogger was configured
 
         if result is not None:
-            summary = {f"{name}/{key}": value
-                       for name, pt in (("final", result.final), ("reference", result.reference))
-                       for key, value in (("params", pt.params), ("macs", pt.macs),
-                                          *((f"test_{k}", v) for k, v in pt.test.items()),
-                                          *((f"val_{k}", v) for k, v in pt.val.items()))}
-            self.wandb.experiment.summary.update(summary)
+            self.wandb.experiment.summary.update(wandb_summary(result))
         wandb.finish()
         self.wandb = None
 
@@ -159,16 +160,22 @@ class Run:
         def compute(folder: Path) -> None:
             seed_everything(cfg.seed, workers=True)
             module = self.module(start())
-            costs = {cfg.cost: COSTS[cfg.cost], **COSTS}  # the penalised cost first
+            costs = search_costs(cfg.cost, phase.budget or {})  # the penalised cost first
             dnas = DNASCallback(
                 stages=phase.stages, cost=costs, strength={cfg.cost: phase.strength},
+                budget=phase.budget,
                 icv=cfg.icv, softmax=cfg.softmax.mode, temperature=cfg.softmax.temperature,
                 arch_lr=cfg.arch_lr, search_mode=cfg.search_mode,
                 converter=OmegaConf.to_container(cfg.converter), network="net",
                 export_dir=folder / "export")  # fmt: skip
             recorder = StageRecorder(dnas, phase.name, self.datamodule, self.example)
             epochs = sum(s.epochs for s in phase.stages)
-            self.fit(module, epochs, [dnas, recorder, EpochPrinter(phase.name)], folder)
+            try:
+                self.fit(module, epochs, [dnas, recorder, EpochPrinter(phase.name)], folder)
+            except MisconfigurationException as err:  # an infeasible budget: one line
+                if (error := budget_error(err, phase.budget or {})) is None:
+                    raise
+                raise error from None
             module.trainer.save_checkpoint(folder / "phase.ckpt")
             torch.save({"records": [r.__dict__ for r in recorder.records],
                         "history": dnas.history}, folder / "summary.pt")  # fmt: skip
@@ -263,7 +270,7 @@ def run(cfg: DictConfig, out: Path) -> RunResult:
 
 def _pipeline(app: Run, start_time: float) -> RunResult:
     cfg, out = app.cfg, app.out
-    start_kind, phases = plan(cfg.method)
+    start_kind, phases = plan(cfg.method, app.budget)
     build: Builder = lambda: instantiate(cfg.model[start_kind])  # noqa: E731
     summaries, after = [], None
     for phase in phases:
@@ -298,21 +305,23 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
     elif cfg.onnx:
         _write_onnx(module.net, app.example, export / "model.onnx")
     lambdas = {p.name: {cfg.cost: float(p.strength)} for p in phases}
-    found = Point(final.params, final.macs, final.val, final.test)
+    found = with_memory(Point(final.params, final.macs, final.val, final.test), plain,
+                        app.example)  # fmt: skip
+    seed_net = instantiate(cfg.model.seed)
+    reference = with_memory(reference, seed_net, app.example)
     search_id = make_search_id({"method": cfg.method.name, "keys": [s["key"] for s in summaries]})
     result = RunResult(
         method=cfg.method.name, task=cfg.data.task, data=cfg.data.name, model=cfg.model.name,
         lambdas=lambdas, icv=float(cfg.icv), softmax=cfg.softmax.mode, seed=int(cfg.seed),
         finetune_seed=int(cfg.finetune_seed) if epochs else None, search_id=search_id,
         stages=stages, final=found, reference=reference, arch=arch,
-        wall_s=time.perf_counter() - start_time, int8=q_entry)  # fmt: skip
+        wall_s=time.perf_counter() - start_time, int8=q_entry, budgets=app.budget)  # fmt: skip
     result.save(out / "results.json")
     metric = "acc" if cfg.data.task == "classification" else "auc"
-    seed_net = instantiate(cfg.model.seed)
     print(f"\n{cfg.method.name} on {cfg.data.name}: seed network ({cfg.model.name}, trained "
           f"{total_epochs(phases, epochs)} epochs) vs found network")  # fmt: skip
     print(format_table(reference, found, layer_shapes(seed_net), layer_shapes(plain),
-                       metric, ("seed", "found"), int8=q_entry))  # fmt: skip
+                       metric, ("seed", "found"), int8=q_entry, budgets=app.budget))  # fmt: skip
     for line in q_lines:
         print(line)
     print(f"results: {out / 'results.json'}  ({result.wall_s:.1f} s)")
@@ -345,6 +354,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point; ``argv`` (default ``sys.argv[1:]``) are Hydra overrides and flags."""
+    # Hydra's own error for budget.<unknown>=... does not list the costs: ours first.
+    unknown = unknown_budget(sys.argv[1:] if argv is None else argv)
+    if unknown is not None:
+        print(f"lightning-dnas-train: error: {unknown}", file=sys.stderr)
+        raise SystemExit(2)
     if argv is None:
         _hydra_main()
         return

@@ -215,8 +215,9 @@ def test_outputs_of_two_overlaid_sweeps(sweep_a, sweep_b, tmp_path):
     assert [r["search_id"] for r in rows] == ["c0", "c1", "s2", "s3", "s1", "s4", "s5", "s6"]
     assert rows[4] == {
         "method": "pit", "lambdas": "pit.params=1e-06", "search_id": "s1", "seed": "0",
-        "data": "mnist1d", "model": "cnn", "sweep": str(sweep_a), "params": "1000",
-        "macs": "10000", "cost": "params", "metric": "acc", "split": "test",
+        "data": "mnist1d", "model": "cnn", "sweep": str(sweep_a), "budgets": "-",
+        "params": "1000", "macs": "10000", "flash": "", "peak_ram": "",  # not recorded
+        "cost": "params", "metric": "acc", "split": "test",
         "mean": rows[4]["mean"], "std": rows[4]["std"], "n": "3", "finetune_seeds": "0;1;2",
         "pareto": "True", "pareto_method": "True",
     }  # fmt: skip

@@ -1,7 +1,7 @@
 """The Pareto tool: read the ``results.json`` of one or more sweeps, average and mark fronts.
 
-``python -m lightning_dnas.pareto <sweep dir> [...] [--cost params|macs] [--metric acc]
-[--split test|val] [--direction max|min] [--out DIR] [--wandb]``
+``python -m lightning_dnas.pareto <sweep dir> [...] [--cost params|macs|flash|peak_ram]
+[--metric acc] [--split test|val] [--direction max|min] [--out DIR] [--wandb]``
 
 Grouping follows the thesis protocol (SPEC section 6): runs of one ``(method, search_id)``
 are fine-tune seeds of one searched architecture and are averaged (mean and sample std of

@@ -14,7 +14,19 @@ from typing import TypeVar
 
 from ..results import Point, ResultsError, RunResult
 from .front import maximize_metric, pareto_mask
-from .model import DEFAULT_METRIC, Group, LoadedRun, ParetoError, ParetoReport, Reference, SeedGroup
+from .model import (
+    COSTS,
+    DEFAULT_METRIC,
+    Group,
+    LoadedRun,
+    ParetoError,
+    ParetoReport,
+    Reference,
+    SeedGroup,
+)
+
+# Recorded by the application since it measured memory; None in older results files.
+MEMORY = ("flash", "peak_ram")
 
 
 def load_sweeps(sweep_dirs: Sequence[str | Path]) -> tuple[list[LoadedRun], list[str]]:
@@ -71,9 +83,12 @@ def build_report(
     """Load the sweeps and build the report. ``metric`` defaults to ``acc`` for
     classification and ``auc`` for anomaly runs; ``maximize`` defaults to the metric's
     direction (:func:`~lightning_dnas.app.pareto.front.maximize_metric`)."""
-    if cost not in ("params", "macs"):
-        raise ParetoError(f"cost must be params or macs, not {cost!r}")
+    if cost not in COSTS:
+        raise ParetoError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
     runs, skipped = load_sweeps(sweep_dirs)
+    if cost in MEMORY:
+        runs, older = _with_cost(runs, cost)
+        skipped += older
     if metric is None:
         tasks = sorted({run.result.task for run in runs})
         if len(tasks) > 1:
@@ -128,8 +143,11 @@ def _group(members: list[LoadedRun], metric: str, split: str, warnings: list[str
     first = members[0].result
     values = [getattr(run.result.final, split)[metric] for run in members]
     costs = {}
-    for name in ("params", "macs"):
+    for name in COSTS:
         counts = [getattr(run.result.final, name) for run in members]
+        if None in counts:  # a memory cost an older file lacks: not on this group
+            costs[name] = None
+            continue
         if len(set(counts)) > 1:
             warnings.append(
                 f"{first.method} search {first.search_id}: fine-tune runs differ in {name} "
@@ -154,8 +172,27 @@ def _group(members: list[LoadedRun], metric: str, split: str, warnings: list[str
         std=_std(values),
         n=len(values),
         finetune_seeds=tuple(sorted(ft_seeds, key=lambda s: (s is None, s or 0))),
+        budgets=dict(first.budgets),
         **costs,
     )
+
+
+def _with_cost(runs: list[LoadedRun], cost: str) -> tuple[list[LoadedRun], list[str]]:
+    """The runs whose final network has ``cost`` recorded, and one message per older one."""
+    kept = [run for run in runs if getattr(run.result.final, cost) is not None]
+    if not kept:
+        raise ParetoError(f"no run records the found network's {cost} (results.json written "
+                          f"before the application measured memory costs): run them again")
+    return kept, [f"{run.path}: no final.{cost} (written before the application recorded "
+                  f"memory costs); left out of the {cost} front"
+                  for run in runs if getattr(run.result.final, cost) is None]
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std, ``(None, None)`` when a value is missing (an older file)."""
+    if None in values:
+        return None, None
+    return statistics.fmean(values), _std(values)  # type: ignore[arg-type]
 
 
 def _seed_groups(searches: list[list[LoadedRun]], groups: list[Group]) -> list[SeedGroup]:
@@ -163,13 +200,16 @@ def _seed_groups(searches: list[list[LoadedRun]], groups: list[Group]) -> list[S
     by_config: dict[str, list[Group]] = defaultdict(list)
     for members, group in zip(searches, groups, strict=True):
         r = members[0].result
-        config = [r.method, r.data, r.model, r.lambdas, r.icv, r.softmax]
+        # the budget: searches of different budgets are different configurations
+        config = [r.method, r.data, r.model, r.lambdas, r.icv, r.softmax, r.budgets]
         by_config[json.dumps(config, sort_keys=True)].append(group)
     seed_groups = []
     for same in by_config.values():
         params = [g.params for g in same]
         macs = [g.macs for g in same]
         means = [g.mean for g in same]
+        flash = _mean_std([g.flash for g in same])
+        peak = _mean_std([g.peak_ram for g in same])
         seed_groups.append(
             SeedGroup(
                 method=same[0].method,
@@ -184,6 +224,11 @@ def _seed_groups(searches: list[list[LoadedRun]], groups: list[Group]) -> list[S
                 std=_std(means),
                 n=len(same),
                 seeds=tuple(sorted(g.seed for g in same)),
+                flash_mean=flash[0],
+                flash_std=flash[1],
+                peak_ram_mean=peak[0],
+                peak_ram_std=peak[1],
+                budgets=dict(same[0].budgets),
             )
         )
     return seed_groups
@@ -214,6 +259,8 @@ def _references(
                 mean=statistics.fmean(values),
                 std=_std(values),
                 n=len(values),
+                flash=_mean_std([p.flash for p in points])[0],
+                peak_ram=_mean_std([p.peak_ram for p in points])[0],
             )
         )
     return references

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .analysis import build_report
-from .model import ParetoError
+from .model import COSTS, ParetoError
 from .output import markdown, write_outputs
 
 
@@ -20,7 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
         "fronts, write pareto.csv, pareto_seeds.csv, pareto.md and pareto.png.",
     )
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep directories (overlaid)")
-    parser.add_argument("--cost", choices=("params", "macs"), default="params")
+    parser.add_argument(
+        "--cost",
+        choices=COSTS,
+        default="params",
+        help="the x axis: params, macs, or flash / peak_ram bytes (runs that did not record "
+        "them are skipped with a message)",
+    )
     parser.add_argument("--metric", help="metric name (default: acc, or auc for anomaly)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument(

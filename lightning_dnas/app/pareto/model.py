@@ -3,12 +3,15 @@ full-pipeline seeds, the seed model's reference, and the report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results import RunResult
 
 DEFAULT_METRIC = {"classification": "acc", "anomaly": "auc"}
+# The costs a front can be drawn against; flash and peak_ram (bytes) are absent (None) in
+# results written before the application recorded them.
+COSTS = ("params", "macs", "flash", "peak_ram")
 
 
 class ParetoError(Exception):
@@ -28,7 +31,8 @@ class LoadedRun:
 class Group:
     """One searched architecture: its fine-tune seeds' ``metric`` as mean and sample std
     (``None`` for a single run). ``pareto``: on the front of all groups of the report;
-    ``pareto_method``: on the front of its method's groups."""
+    ``pareto_method``: on the front of its method's groups. ``budgets``: the run's
+    ``budget.<cost>`` values (``{}``: none); ``flash``/``peak_ram`` ``None``: not recorded."""
 
     method: str
     lambdas: str
@@ -43,11 +47,14 @@ class Group:
     std: float | None
     n: int
     finetune_seeds: tuple[int | None, ...]
+    flash: float | None = None
+    peak_ram: float | None = None
+    budgets: dict[str, float] = field(default_factory=dict)
     pareto: bool = False
     pareto_method: bool = False
 
     def cost(self, name: str) -> float:
-        """``params`` or ``macs``."""
+        """One of :data:`COSTS`."""
         return getattr(self, name)
 
 
@@ -68,11 +75,16 @@ class SeedGroup:
     std: float | None
     n: int
     seeds: tuple[int, ...]
+    flash_mean: float | None = None
+    flash_std: float | None = None
+    peak_ram_mean: float | None = None
+    peak_ram_std: float | None = None
+    budgets: dict[str, float] = field(default_factory=dict)
     pareto: bool = False
     pareto_method: bool = False
 
     def cost(self, name: str) -> float:
-        """Mean ``params`` or ``macs`` over seeds."""
+        """Mean over seeds of one of :data:`COSTS`."""
         return getattr(self, f"{name}_mean")
 
 
@@ -87,6 +99,8 @@ class Reference:
     mean: float
     std: float | None
     n: int
+    flash: float | None = None
+    peak_ram: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,3 +117,8 @@ class ParetoReport:
     references: list[Reference]
     skipped: list[str]
     warnings: list[str]
+
+    def budget_lines(self) -> list[float]:
+        """The distinct budgets on the plotted cost among the groups, ascending (the PNG
+        draws a vertical line at each)."""
+        return sorted({g.budgets[self.cost] for g in self.groups if self.cost in g.budgets})

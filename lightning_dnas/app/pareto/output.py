@@ -8,10 +8,12 @@ Files written into the output directory:
   (:data:`SEED_COLUMNS`);
 - ``pareto.md``: both tables and the seed model, for humans;
 - ``pareto.png``: cost (log x) vs metric, one colour per method, one marker per sweep dir,
-  each method's front as a step line, the seed model as a black star.
+  each method's front as a step line, the seed model as a black star, and a dashed
+  vertical line at each distinct budget of the plotted cost (``budget.<cost>`` runs).
 
 In the CSVs ``std`` is empty for a single run, and ``pareto`` / ``pareto_method`` are
-``True``/``False``.
+``True``/``False``; ``budgets`` is the runs' budget (``params<=5000``, ``-`` for none),
+``flash`` / ``peak_ram`` (bytes) are empty for runs written before they were recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from ..budgets import budget_label
 from .model import ParetoReport
 
 GROUP_COLUMNS = [
@@ -33,8 +36,11 @@ GROUP_COLUMNS = [
     "data",
     "model",
     "sweep",
+    "budgets",
     "params",
     "macs",
+    "flash",
+    "peak_ram",
     "cost",
     "metric",
     "split",
@@ -50,10 +56,15 @@ SEED_COLUMNS = [
     "lambdas",
     "data",
     "model",
+    "budgets",
     "params_mean",
     "params_std",
     "macs_mean",
     "macs_std",
+    "flash_mean",
+    "flash_std",
+    "peak_ram_mean",
+    "peak_ram_std",
     "cost",
     "metric",
     "split",
@@ -75,7 +86,15 @@ def group_rows(report: ParetoReport) -> list[list[Any]]:
     """The rows of ``pareto.csv`` (and of the W&B table), in :data:`GROUP_COLUMNS` order."""
     fixed = {"cost": report.cost, "metric": report.metric, "split": report.split}
     return [
-        [{**vars(g), **fixed, "finetune_seeds": _ids(g.finetune_seeds)}[c] for c in GROUP_COLUMNS]
+        [
+            {
+                **vars(g),
+                **fixed,
+                "finetune_seeds": _ids(g.finetune_seeds),
+                "budgets": budget_label(g.budgets),
+            }[c]
+            for c in GROUP_COLUMNS
+        ]
         for g in report.groups
     ]
 
@@ -84,7 +103,10 @@ def seed_rows(report: ParetoReport) -> list[list[Any]]:
     """The rows of ``pareto_seeds.csv``, in :data:`SEED_COLUMNS` order."""
     fixed = {"cost": report.cost, "metric": report.metric, "split": report.split}
     return [
-        [{**vars(g), **fixed, "seeds": _ids(g.seeds)}[c] for c in SEED_COLUMNS]
+        [
+            {**vars(g), **fixed, "seeds": _ids(g.seeds), "budgets": budget_label(g.budgets)}[c]
+            for c in SEED_COLUMNS
+        ]
         for g in report.seed_groups
     ]
 
@@ -96,7 +118,9 @@ def _write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
-def _count(value: float, std: float | None = None) -> str:
+def _count(value: float | None, std: float | None = None) -> str:
+    if value is None:  # a memory cost an older results file lacks
+        return "n/a"
     text = f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
     return text if std is None else f"{text} ± {std:.1f}"
 
@@ -115,10 +139,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(report: ParetoReport) -> str:
-    """``pareto.md``: the per-architecture table (method, lambdas, seed, params, MACs,
-    metric mean ± sample std, n fine-tune seeds, Pareto mark), the full-pipeline-seed
-    table, the seed model, then skipped files and warnings."""
+    """``pareto.md``: the per-architecture table (method, lambdas, [budget,] seed, params,
+    MACs, [the plotted memory cost,] metric mean ± sample std, n fine-tune seeds, Pareto
+    mark), the full-pipeline-seed table, the seed model, then skipped files and warnings.
+    The budget column is there when a run has a budget, a ``flash`` / ``peak_ram`` column
+    when that is the plotted cost (older reports keep their layout)."""
     what = f"{report.metric} ({report.split})"
+    budget = any(g.budgets for g in report.groups)
+    memory = report.cost in ("flash", "peak_ram")
+    b_head, m_head = ["budget"] * budget, [f"{report.cost} B"] * memory
     lines = [
         f"# Pareto front: {what} vs {report.cost}",
         "",
@@ -128,14 +157,16 @@ def markdown(report: ParetoReport) -> str:
         "",
     ]
     lines += _table(
-        ["method", "lambdas", "seed", "params", "MACs", what, "n", "Pareto"],
+        ["method", "lambdas", *b_head, "seed", "params", "MACs", *m_head, what, "n", "Pareto"],
         [
             [
                 g.method,
                 g.lambdas,
+                *[budget_label(g.budgets)] * budget,
                 str(g.seed),
                 _count(g.params),
                 _count(g.macs),
+                *[_count(g.cost(report.cost))] * memory,
                 _metric(g.mean, g.std),
                 str(g.n),
                 _mark(g.pareto, g.pareto_method),
@@ -153,13 +184,15 @@ def markdown(report: ParetoReport) -> str:
         "",
     ]
     lines += _table(
-        ["method", "lambdas", "params", "MACs", what, "n seeds", "Pareto"],
+        ["method", "lambdas", *b_head, "params", "MACs", *m_head, what, "n seeds", "Pareto"],
         [
             [
                 g.method,
                 g.lambdas,
+                *[budget_label(g.budgets)] * budget,
                 _count(g.params_mean, g.params_std),
                 _count(g.macs_mean, g.macs_std),
+                *[_count(g.cost(report.cost), getattr(g, f"{report.cost}_std"))] * memory,
                 _metric(g.mean, g.std),
                 str(g.n),
                 _mark(g.pareto, g.pareto_method),
@@ -169,12 +202,13 @@ def markdown(report: ParetoReport) -> str:
     )
     lines += ["", "## Seed model", ""]
     lines += _table(
-        ["data", "model", "params", "MACs", what, "n"],
+        ["data", "model", "params", "MACs", *m_head, what, "n"],
         [
-            [r.data, r.model, _count(r.params), _count(r.macs), _metric(r.mean, r.std), str(r.n)]
+            [r.data, r.model, _count(r.params), _count(r.macs),
+             *[_count(getattr(r, report.cost))] * memory, _metric(r.mean, r.std), str(r.n)]
             for r in report.references
         ],
-    )
+    )  # fmt: skip
     for title, messages in (("Skipped", report.skipped), ("Warnings", report.warnings)):
         if messages:
             lines += ["", f"## {title}", ""] + [f"- {m}" for m in messages]
@@ -183,6 +217,11 @@ def markdown(report: ParetoReport) -> str:
 
 def plot(report: ParetoReport, path: Path) -> None:
     """``pareto.png``: see the module docstring."""
+    figure(report).savefig(path, dpi=120)
+
+
+def figure(report: ParetoReport) -> Figure:
+    """The figure of ``pareto.png`` (one axes)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     methods = sorted({g.method for g in report.groups})
@@ -214,7 +253,12 @@ def plot(report: ParetoReport, path: Path) -> None:
         )
         # where="post": a front point's metric is the best on offer up to the next one's cost.
         ax.step(*zip(*front, strict=True), where="post", color=colour[method], alpha=0.6)
+    for budget in report.budget_lines():
+        ax.axvline(budget, linestyle="--", color="grey", alpha=0.8,
+                   label=f"budget {report.cost}={budget:g}")  # fmt: skip
     for ref in report.references:
+        if getattr(ref, report.cost) is None:  # a memory cost older files lack
+            continue
         ax.scatter(
             [getattr(ref, report.cost)],
             [ref.mean],
@@ -229,7 +273,7 @@ def plot(report: ParetoReport, path: Path) -> None:
     ax.set_ylabel(f"{report.metric} ({report.split})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 def log_wandb(
