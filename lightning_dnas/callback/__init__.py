@@ -128,9 +128,8 @@ class DNASCallback(Callback):
         # errors still reports the same one first.
         self.stages = config.build_stages(method, stages, warmup_epochs, search_epochs,
                                           finetune_epochs, patience, quantize)  # fmt: skip
-        self.costs = resolve_costs(cost)
+        self.costs, self._cost_arg = resolve_costs(cost), cost
         config.check_arguments(softmax, search_mode, mode)
-        self._cost_arg = cost
         self.strength, self.target, self.icv = strength, target, float(icv)
         self.budget = check_budget(budget, self.costs)
         self.softmax, self.temperature = softmax, temperature
@@ -178,26 +177,29 @@ class DNASCallback(Callback):
         self._fitting = stage == "fit"
         if stage != "fit":
             if self._keeper is None:
-                self._attach_keeper(pl_module, trainer_ops.given_example(self, pl_module))
+                self._attach_keeper(trainer, pl_module, trainer_ops.given_example(self, pl_module))
             return
         if self._fit_ready:
             return
         config.check_options(self.stages, self.converter, self.strength, self.costs)
-        self._example = trainer_ops.find_example(self.example_input, trainer, pl_module)
+        self._example, source = trainer_ops.find_example(self.example_input, trainer, pl_module)
         self.stages = ending.plan_epochs(trainer, self.stages)  # fast_dev_run: 1 epoch each
         self._clock = StageClock(self.stages, self.mode)
         config.check_precision(trainer_ops.grad_scaler(trainer),
                                pl_module.automatic_optimization, self.search_mode,
                                trainer_ops.has_no_val_batches(trainer))  # fmt: skip
         if self._keeper is None:
-            self._attach_keeper(pl_module, self._example)
+            self._attach_keeper(trainer, pl_module, self._example)
         else:  # attached by an earlier validate/test: now with the fit's example input
             network.set_example(self._keeper, self._example)
         trainer_ops.move_after_early_stopping(trainer, self)
-        self._enter(trainer, pl_module, 0, initial=True)
+        with config.example_errors(self._example, source):
+            self._enter(trainer, pl_module, 0, initial=True)
         self._fit_ready = True
 
-    def _attach_keeper(self, pl_module: LightningModule, example: Any) -> None:
+    def _attach_keeper(self, trainer: Trainer, pl_module: LightningModule, example: Any) -> None:
+        """Find the network (``configure_model`` run first if needed); keep its structure."""
+        trainer_ops.configure_model_early(trainer, pl_module, self.network)
         self.network = self.network or config.find_network(pl_module)
         self._keeper = network.attach_keeper(pl_module, self.network, example,
                                              self._cost_arg, self._adopt)  # fmt: skip
@@ -215,6 +217,10 @@ class DNASCallback(Callback):
         self._arch.start_budget(self.budget, 0, self._pending.pop("budget", None))
         if "rng" in self._pending:
             trainer_ops.set_rng(self._pending.pop("rng"))
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Give the module its own ``configure_model`` back (see ``_attach_keeper``)."""
+        trainer_ops.restore_configure_model(pl_module)
 
     # -- stage boundaries -------------------------------------------------------------------
     def _enter(self, trainer: Trainer, pl_module: LightningModule, index: int,
@@ -263,9 +269,8 @@ class DNASCallback(Callback):
         self._arch.set_ramp(trainer_ops.stage_steps(trainer, self.stage) // 2)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Log hard costs, temperatures and choice probabilities; turn an EarlyStopping stop
-        during a stage that is not the last into the end of that stage; stop after the last
-        stage (exporting first if it is a search)."""
+        """Log the epoch's architecture metrics; EarlyStopping's stop ends the stage; after
+        the last stage (exported first if it is a search) the fit stops."""
         if self.search is not None:
             pl_module.log_dict(self._arch.epoch_metrics())
         end = self._clock.end_epoch(trainer.current_epoch, trainer.should_stop,
@@ -294,12 +299,12 @@ class DNASCallback(Callback):
     def _end_early(self, trainer: Trainer, pl_module: LightningModule, reason: str) -> None:
         """Export the search network's best state so far (if the network is one), make it
         :attr:`exported`, and warn what happened and how to continue instead."""
-        self._fit_over, searching, clock = True, self.search is not None, self._clock
-        message = ending.early_end_message(clock, trainer.current_epoch, reason, searching)
+        self._fit_over, searching = True, self.search is not None
         if searching:
             self._export(trainer, pl_module)
         self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
-        rank_zero_warn(message)
+        rank_zero_warn(ending.early_end_message(self._clock, trainer.current_epoch, reason,
+                                                searching))
 
     # -- the regulariser and the architecture step ---------------------------------------
     def _joint_search(self, trainer: Trainer) -> bool:
@@ -313,10 +318,8 @@ class DNASCallback(Callback):
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule,
                            loss: Tensor) -> None:  # fmt: skip
-        """Add ``lambda * cost (+ icv * ICV)`` to the loss about to be backpropagated, in
-        place, normalised and scaled as Lightning treated the loss (divided by
-        ``accumulate_grad_batches``, multiplied by the fp16 grad scale): exactly once per
-        training batch (manual optimization may call backward several times)."""
+        """Add ``lambda * cost (+ icv * ICV)`` to the loss in place, scaled as Lightning
+        scaled the loss (accumulation, fp16 grad scale); once per training batch."""
         if not self._joint_search(trainer):
             return
         auto = pl_module.automatic_optimization
@@ -328,15 +331,13 @@ class DNASCallback(Callback):
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
-        """Automatic optimization: step the architecture with the user's optimizer (so at
-        the same accumulation boundaries), before Lightning clips the user's gradients."""
+        """Automatic optimization: step the architecture with the user's optimizer."""
         if pl_module.automatic_optimization:
             self._arch_step(trainer)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:  # fmt: skip
-        """Log the regulariser terms; manual optimization: the architecture step of this
-        batch; alternating search: the architecture step on a validation batch."""
+        """Log the regulariser terms; the manual-optimization or alternating arch step."""
         pl_module.log_dict(self._arch.take_terms(), on_step=True, on_epoch=True)
         if not pl_module.automatic_optimization:
             self._arch_step(trainer)
@@ -350,8 +351,7 @@ class DNASCallback(Callback):
             self._arch.drop_grads()
 
     def _alternating_step(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """One first-order architecture step on the next validation batch, its gradients
-        averaged over DDP ranks."""
+        """A first-order architecture step on a validation batch (DDP-averaged gradients)."""
         loss = trainer_ops.training_loss_on(trainer, pl_module,
                                             self._val_batches.next(trainer, pl_module))
         self._arch.alternating_step(self.stage.train, loss, self._regularizer(),

@@ -14,7 +14,8 @@ tests/callback/test_config_errors.py checks against this code:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from torchmetrics import Metric
 
+from ..nas.graph.trace import UnsupportedModelError
 from ..nas.methods import METHODS
 from ..nas.supernet.combiner import MODES
 from ..stages import Stage, default_stages, parse_stages
@@ -119,17 +121,34 @@ def check_precision(grad_scaler: Any, automatic_optimization: bool, search_mode:
         raise MisconfigurationException("alternating search needs validation batches")
 
 
+def _candidates(pl_module: LightningModule) -> list[str]:
+    return [name for name, child in pl_module.named_children()
+            if not isinstance(child, Metric)
+            and any(p.requires_grad for p in child.parameters())]  # fmt: skip
+
+
+def has_network(pl_module: LightningModule, network: str | None) -> bool:
+    """Whether the network is built: ``network`` is a submodule, or (``None``) some child
+    holds trainable parameters."""
+    if network is None:
+        return bool(_candidates(pl_module))
+    try:
+        pl_module.get_submodule(network)
+    except AttributeError:
+        return False
+    return True
+
+
 def find_network(pl_module: LightningModule) -> str:
     """The name of the one child module holding trainable parameters (torchmetrics
     metrics ignored)."""
-    found = [name for name, child in pl_module.named_children()
-             if not isinstance(child, Metric)
-             and any(p.requires_grad for p in child.parameters())]  # fmt: skip
+    found = _candidates(pl_module)
     if not found:
         raise MisconfigurationException(
             f"{type(pl_module).__name__} has no child module with trainable parameters when "
-            "DNASCallback converts it (callback setup, before the module's setup() and "
-            "configure_model()): build the network in __init__, or pass network='<name>'")
+            "DNASCallback converts it (in the callback's setup, after running the module's "
+            "configure_model() if it has one): build the network in __init__ or "
+            "configure_model(), then DNASCallback finds it (or pass network='<attribute>')")
     if len(found) != 1:
         raise MisconfigurationException(
             f"DNASCallback cannot tell which child of {type(pl_module).__name__} is the network "
@@ -149,6 +168,24 @@ def example_from_batch(batch: Any) -> Tensor:
     return first[:EXAMPLE_SAMPLES].detach().clone()
 
 
+@contextmanager
+def example_errors(example: Any, source: str) -> Iterator[None]:
+    """Turn an error of the network on the example input while converting (a shape or
+    dtype mismatch: ``RuntimeError``) into one that says where the example came from and
+    how to give another."""
+    try:
+        yield
+    except RuntimeError as err:
+        if isinstance(err, (MisconfigurationException, UnsupportedModelError)):
+            raise  # not about the example: the network itself does not trace
+        shape = list(example.shape) if isinstance(example, Tensor) else type(example).__name__
+        raise MisconfigurationException(
+            f"DNASCallback converts the network on an example input, and the network "
+            f"failed on it: {err}. The example (shape {shape}) was {source}; if that is not "
+            "what the network takes, pass DNASCallback(example_input=...) or set the "
+            "module's example_input_array") from err
+
+
 def already_searching(network: str) -> MisconfigurationException:
     """The error for a network that is already a search network when the callback meets
     it (it needs the seed network to convert and to rebuild checkpoints from)."""
@@ -163,7 +200,9 @@ __all__ = [
     "check_arguments",
     "check_options",
     "check_precision",
+    "example_errors",
     "example_from_batch",
     "find_network",
     "fit_epochs",
+    "has_network",
 ]

@@ -84,16 +84,52 @@ def batch_position(trainer: Trainer) -> tuple[int, int]:
     return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx
 
 
-def find_example(example_input: Any, trainer: Trainer, pl_module: LightningModule) -> Any:
-    """The example input: ``example_input=``, else ``example_input_array``, else the first
-    training batch's first element (at most 8 samples)."""
+def find_example(example_input: Any, trainer: Trainer,
+                 pl_module: LightningModule) -> tuple[Any, str]:  # fmt: skip
+    """The example input and where it came from (for error messages): ``example_input=``,
+    else ``example_input_array``, else the first training batch's first element (at most
+    8 samples)."""
     from .config import example_from_batch  # config imports the callback's parts
 
     if example_input is not None:
-        return example_input
+        return example_input, "DNASCallback(example_input=)"
     if pl_module.example_input_array is not None:
-        return pl_module.example_input_array
-    return example_from_batch(first_train_batch(trainer))
+        return pl_module.example_input_array, f"{type(pl_module).__name__}.example_input_array"
+    return (example_from_batch(first_train_batch(trainer)),
+            "the first element of the first training batch (at most 8 samples)")  # fmt: skip
+
+
+def configure_model_early(trainer: Trainer, pl_module: LightningModule,
+                          network: str | None) -> None:  # fmt: skip
+    """Run the module's ``configure_model`` now, in the callback's ``setup``, when the
+    network (the attribute ``network``; ``None``: any child with trainable parameters) is
+    not built yet, and make Lightning's own call of it
+    later in this run a no-op (undone by :func:`restore_configure_model`).
+
+    Why: the callback converts the network in ``setup``, before ``configure_optimizers``,
+    and Lightning calls ``configure_model`` only after every ``setup``. Running it earlier
+    under the same contexts is what Lightning would do; shadowing it afterwards keeps a
+    hook that is not idempotent from building a second network over the search network.
+    Read from: ``trainer/trainer.py`` (``_run``: ``_call_setup_hook`` then
+    ``_call_configure_model``) and ``trainer/call.py`` (``_call_configure_model``: the
+    strategy's ``tensor_init_context``/``model_sharded_context`` and the precision
+    plugin's ``module_init_context``, only when the hook is overridden).
+    """
+    from lightning.pytorch.trainer import call
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    from .config import has_network  # config imports the callback's parts
+
+    if has_network(pl_module, network) or not is_overridden("configure_model", pl_module):
+        return
+    call._call_configure_model(trainer)
+    pl_module.configure_model = lambda: None  # type: ignore[method-assign]
+
+
+def restore_configure_model(pl_module: LightningModule) -> None:
+    """Undo :func:`configure_model_early`'s shadowing (an instance attribute), so that a
+    later run of the same module calls the user's hook again."""
+    pl_module.__dict__.pop("configure_model", None)
 
 
 def given_example(dnas: Any, pl_module: LightningModule) -> Any:

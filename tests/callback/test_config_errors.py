@@ -83,13 +83,27 @@ class _TwoNets(Classifier):
         self.other = nn.Linear(2, 2)
 
 
-class _Late(Classifier):
+class _NoNet(Classifier):
+    """Builds its network nowhere (neither in __init__ nor in configure_model)."""
+
     def __init__(self) -> None:
         super().__init__(nn.Identity())
         del self.net
 
     def configure_model(self) -> None:
-        self.net = TinyTCN()
+        pass
+
+
+class _TwoChannelBatches(Classifier):
+    """Training batches of 2-channel signals for a 1-channel network: the example input
+    taken from the first batch does not fit it."""
+
+    def __init__(self) -> None:
+        super().__init__(TinyTCN())
+
+    def train_dataloader(self) -> DataLoader:
+        x, y = torch.randn(32, 2, 16), torch.randint(0, 3, (32,))
+        return DataLoader(list(zip(x, y, strict=True)), batch_size=8)
 
 
 class _Manual(Classifier):
@@ -132,8 +146,10 @@ SETUP: dict[str, Fit] = {
     "`search_mode=\"alternating\"` with `Trainer(limit_val_batches=0)`": (
         dict(search_mode="alternating"), lambda: Classifier(TinyTCN()),
         dict(limit_val_batches=0)),
-    "no `network=` and no child module with trainable parameters (e.g. built in "
-    "`configure_model`)": ({}, _Late, {}),
+    "no `network=` and no child module with trainable parameters, even after the module's "
+    "`configure_model`": ({}, _NoNet, {}),
+    "the network fails on the example input while being converted (a shape or dtype "
+    "mismatch); the message names where the example came from": ({}, _TwoChannelBatches, {}),
     "no `network=` and several children with trainable parameters": ({}, _TwoNets, {}),
     "the network is already a search network": (
         {}, lambda: Classifier(PIT(TinyTCN(), torch.randn(2, 1, 16))), {}),
@@ -172,7 +188,7 @@ def test_each_documented_error_is_what_the_code_raises(row: dict[str, str]) -> N
     train, val = loaders()
     net = module()
     # A module with its own train_dataloader gets no loader from here (it would win).
-    train = None if isinstance(net, _DictBatches) else train
+    train = None if isinstance(net, (_DictBatches, _TwoChannelBatches)) else train
     with pytest.raises(Exception, match=message) as info:
         trainer.fit(net, train, val)
     assert type(info.value).__name__ == row["error"]

@@ -42,7 +42,7 @@ def test_a_bare_linear_network_warns_at_setup_that_nothing_can_be_searched():
 
 def test_too_few_architecture_steps_for_arch_lr_is_named():
     # 2 epochs x 6 batches = 12 Adam steps at 1e-3: a mask moves about 0.012 of its 0.5.
-    dnas, warned = _fit(TinyTCN(), stages=[Stage("search", 2, "pit")], arch_lr=1e-3,
+    _, warned = _fit(TinyTCN(), stages=[Stage("search", 2, "pit")], arch_lr=1e-3,
                         strength=1.0)  # fmt: skip
     (message,) = [w for w in warned if "removed nothing" in w]
     assert "took 12 architecture steps at arch_lr=0.001" in message
@@ -52,7 +52,7 @@ def test_too_few_architecture_steps_for_arch_lr_is_named():
 def test_enough_steps_without_pressure_names_the_strength():
     # 60 steps at 0.05 move a mask 6 times the distance, but a negative lambda pulls every
     # mask up (lambda 0 is not enough: the task loss alone removes channels of TinyTCN).
-    dnas, warned = _fit(TinyTCN(), stages=[Stage("search", 10, "pit")], arch_lr=0.05,
+    _, warned = _fit(TinyTCN(), stages=[Stage("search", 10, "pit")], arch_lr=0.05,
                         strength=-1.0)  # fmt: skip
     (message,) = [w for w in warned if "removed nothing" in w]
     assert "raise strength" in message and "arch_lr" not in message

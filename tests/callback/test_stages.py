@@ -185,19 +185,29 @@ def test_alternating_search_steps_the_architecture_on_validation_batches():
     assert shrunk, "a strong size regulariser must shrink some channel mask"
 
 
-def test_network_built_late_is_refused_with_advice():
+def test_network_built_in_configure_model_is_found_and_searched():
+    """The callback runs ``configure_model`` itself before converting (in its setup, before
+    ``configure_optimizers``); Lightning's own later call cannot rebuild the network over
+    the search network, even from a hook that is not idempotent."""
     train, val = loaders()
+    calls = []
 
     class Late(Classifier):
         def __init__(self):
             super().__init__(nn.Identity())
             del self.net
 
-        def configure_model(self):
+        def configure_model(self):  # not idempotent: builds a new network every call
+            calls.append(1)
             self.net = TinyTCN()
 
-    with pytest.raises(MisconfigurationException, match="build the network in __init__"):
-        _trainer(DNASCallback(export_dir=False)).fit(Late(), train, val)
+    model = Late()
+    dnas = DNASCallback(search_epochs=1, finetune_epochs=1, export_dir=False)
+    _trainer(dnas).fit(model, train, val)
+    assert calls == [1] and dnas.network == "net"
+    assert [h["stage"] for h in dnas.history] == ["0-search-pit"]
+    assert dnas.exported is model.net and not isinstance(model.net, DNAS)
+    assert "configure_model" not in vars(model), "the module's own hook is given back"
 
 
 class Temperatures(Callback):

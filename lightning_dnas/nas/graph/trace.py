@@ -84,11 +84,20 @@ def trace(
     try:
         graph = tracer.trace(model)
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError...
-        where = tracer.path[-1] if tracer.path and tracer.path[-1] else "the top-level module"
+        where = tracer.path[-1] if tracer.path and tracer.path[-1] else None
         kind = type(model).__name__
+        failed = f"{type(err).__name__}: {err}"
+        if where is None:  # the network's own forward: no module to make a leaf
+            raise UnsupportedModelError(
+                f"torch.fx cannot trace {kind}: its own forward failed with {failed}. "
+                f"Make {kind}.forward traceable (no Python branch or loop on a tensor's value, "
+                "no tensor converted to a Python number), or move the untraceable code into a "
+                "submodule and list it in leaf_modules= (kept whole, not searched), or search "
+                "a traceable part of the network on its own (DNASCallback(network='<attribute>'))"
+            ) from err
         raise UnsupportedModelError(
             f"torch.fx cannot trace {kind}: inside `{where}` the construct failed with "
-            f"{type(err).__name__}: {err}. Make that module a leaf, traced as one opaque call "
+            f"{failed}. Make that module a leaf, traced as one opaque call "
             f"and kept whole: leaf_modules=['{where}'] (or its type, or a wrapper module listed "
             f"there). exclude= alone only stops searching a layer: the module must still trace."
         ) from err
