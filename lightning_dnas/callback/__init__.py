@@ -34,7 +34,7 @@ from ..nas.engine import DNAS
 from ..restore import StructureKeeper
 from ..stages import Stage
 from . import config, ending, network, notes, sinks, trainer_ops
-from .arch_step import ArchStep, budget_stage, check_budget, default_arch_optimizer, stage_lambdas
+from .arch_step import ArchStep, check_budget, default_arch_optimizer, stage_lambdas
 from .clock import Scored, StageClock
 from .config import SEARCH_MODES
 from .sinks import CHOICE_COLUMNS, LAYER_COLUMNS
@@ -214,7 +214,7 @@ class DNASCallback(Callback):
         trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())
         if "arch_optimizer" in self._pending and self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(self._pending.pop("arch_optimizer"))
-        self._arch.start_budget(self.budget, 0, self._pending.pop("budget", None))
+        self._arch.start_budget(self.budget, self._clock, self._pending.pop("budget", None))
         if "rng" in self._pending:
             trainer_ops.set_rng(self._pending.pop("rng"))
 
@@ -239,7 +239,7 @@ class DNASCallback(Callback):
                 rank_zero_warn(notes.nothing_searchable(self.network, step.convert))
         quantized = network.quantize(pl_module, self._keeper, self.stages[index].quantize)
         self._clock.enter(index, trainer.current_epoch)
-        self._arch.start_budget(self.budget if index == budget_stage(self.stages) else None, 0)
+        self._arch.start_budget(self.budget, self._clock)
         if (step.export or step.convert is not None or quantized) and not initial:
             trainer_ops.reset_optimizers(trainer)
             trainer_ops.strip_from_optimizers(trainer, self._arch.arch_parameter_ids())

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..nas.budget import BudgetController, BudgetError
 from ..nas.engine import DNAS
 from ..stages import Stage
+from .clock import StageClock
 
 
 def check_budget(budget: Mapping[str, float] | None,
@@ -41,6 +42,17 @@ def budget_stage(stages: list[Stage]) -> int:
     """Index of the stage a budget binds: the last search (its export is the final network;
     earlier searches of a cascade keep their ``strength``)."""
     return max(i for i, s in enumerate(stages) if s.kind == "search")
+
+
+def budget_binds(stages: list[Stage], index: int) -> bool:
+    """Whether stage ``index`` runs the budget's controller: the budget stage, or the warmup
+    whose network that search continues (same method, right before it; the clock's rule),
+    so that an infeasible budget fails in ``setup`` rather than after the warmup."""
+    last = budget_stage(stages)
+    if index == last:
+        return True
+    stage, nxt = stages[index], stages[last]
+    return index == last - 1 and stage.kind == "warmup" and stage.method == nxt.method
 
 
 def stage_lambdas(strength: float | Mapping[str, float], costs: Mapping[str, Any],
@@ -108,15 +120,19 @@ class ArchStep:
         self.search, self.optimizer, self.budget = None, None, None
 
     # -- budgets (nas/budget/) --------------------------------------------------------------
-    def start_budget(self, budgets: Mapping[str, float] | None, ramp_steps: int,
+    def start_budget(self, budgets: Mapping[str, float] | None, clock: StageClock,
                      state: Mapping[str, Any] | None = None) -> None:  # fmt: skip
-        """Own a :class:`BudgetController` for the search network (``budgets`` None: none),
-        its target ramping over ``ramp_steps``; ``state``: a checkpoint's controller state.
-        An infeasible budget is a ``MisconfigurationException`` giving the floor."""
-        if budgets is None or self.search is None or (self.budget is not None and not state):
+        """Own a :class:`BudgetController` for the search network when the ``clock``'s stage
+        binds the budget (:func:`budget_binds`; ``budgets`` None: never), its ramp set per
+        epoch (:meth:`set_ramp`); ``state``: a checkpoint's controller state. An infeasible
+        budget is a ``MisconfigurationException`` giving the floor."""
+        binds = budget_binds(clock.stages, clock.index)
+        if budgets is None or self.search is None or not binds:
             return
-        try:
-            self.budget = BudgetController(self.search, budgets, ramp_steps=ramp_steps)
+        if self.budget is not None and not state:
+            return
+        try:  # a resumed controller warns as the search's start did, not about this state
+            self.budget = BudgetController(self.search, budgets, ramp_steps=1, warn=not state)
         except BudgetError as err:
             raise MisconfigurationException(str(err)) from err
         if state:
@@ -306,4 +322,5 @@ class ArchStep:
         return out
 
 
-__all__ = ["ArchStep", "budget_stage", "check_budget", "default_arch_optimizer", "stage_lambdas"]
+__all__ = ["ArchStep", "budget_binds", "budget_stage", "check_budget", "default_arch_optimizer",
+           "stage_lambdas"]

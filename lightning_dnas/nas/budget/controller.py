@@ -70,6 +70,8 @@ class BudgetController:
             (the callback: half the search stage's optimizer steps).
         eta: dual step per update (multiplier change for a relative gap of 1).
         lambda_max: cap of a multiplier.
+        warn: warn for a budget the seed already meets (off when the controller is rebuilt
+            to load a checkpoint's state: the state it is built on is not the seed).
 
     Raises:
         BudgetError: a non-positive budget, or one below the smallest network the search
@@ -77,7 +79,8 @@ class BudgetController:
     """
 
     def __init__(self, search: DNAS, budgets: Mapping[str, float], ramp_steps: int = 500,
-                 eta: float = 0.01, lambda_max: float = 100.0) -> None:  # fmt: skip
+                 eta: float = 0.01, lambda_max: float = 100.0,
+                 warn: bool = True) -> None:  # fmt: skip
         if not budgets:
             raise BudgetError("budgets names no cost; give e.g. {'params': 5000}")
         unknown = set(budgets) - set(search.costs)
@@ -100,7 +103,7 @@ class BudgetController:
                     f"frozen layers whole) costs {self.floors[name]:g}")  # fmt: skip
         seed = {n: self.measure(n) for n in self.budgets}
         met = [n for n in self.budgets if seed[n] <= self.budgets[n]]
-        for name in met:
+        for name in met if warn else []:
             warnings.warn(f"lightning_dnas: the seed already meets the budget {name}="
                           f"{self.budgets[name]:g} (it costs {seed[name]:g}); no pressure "
                           "on that cost", stacklevel=2)  # fmt: skip
