@@ -16,6 +16,11 @@ from .channel_graph import ChannelGraph
 from .channel_layout import Layout, Segment
 
 
+def _ends(layout: Layout) -> set[int]:
+    """Feature offsets where the segments of ``layout`` end."""
+    return set(itertools.accumulate(s.size * s.rep for s in layout.segments))
+
+
 class GroupTable:
     """Mutations of the groups of ``graph`` (its ``parent``, ``group_size``, ``group_unit``,
     ``frozen``, ``frozen_silently`` and ``freeze_events``)."""
@@ -118,11 +123,56 @@ class GroupTable:
         """Group ids in terms of the current (unrefined) groups."""
         return [x.group for g in groups for x in self.leaves(Segment(g, 1))]
 
+    def cut(self, layout: Layout, offset: int) -> Layout | None:
+        """``layout`` (expanded) with a segment boundary at feature ``offset``, refining the
+        group the offset falls into; None when it falls inside one channel's features or a
+        grouped conv's unit."""
+        layout = self.expand(layout)
+        assert layout is not None
+        start = 0
+        for seg in layout.segments:
+            end = start + seg.size * seg.rep
+            if start < offset < end:
+                at = offset - start
+                if at % seg.rep or not self.refine(seg.group, at // seg.rep):
+                    return None
+                return self.expand(layout)
+            start = end
+        return layout
+
+    def align(self, layouts: list[Layout]) -> list[Layout] | None:
+        """``layouts`` of one width cut at each other's segment boundaries (``cat([a, b]) +
+        c`` cuts c's group where a ends), so that they pair up segment by segment; None
+        when a cut is impossible or the pieces differ in their features per channel.
+        Terminates: every cut adds a segment, and a layout has at most ``width`` of them."""
+        while True:
+            current = [lay for lay in map(self.expand, layouts) if lay is not None]
+            bounds = {b for lay in current for b in _ends(lay)}
+            pending = next(((lay, b) for lay in current for b in sorted(bounds)
+                            if b not in _ends(lay)), None)  # fmt: skip
+            if pending is None:
+                break
+            if self.cut(*pending) is None:
+                return None
+        shape = [(s.size, s.rep) for s in current[0].segments]
+        if all([(s.size, s.rep) for s in lay.segments] == shape for lay in current):
+            return current
+        return None
+
     def merge(self, layouts: list[Layout], reason: str) -> Layout:
-        """Make ``layouts`` share their channels (residual add etc.); freeze if misaligned."""
+        """Make ``layouts`` share their channels (residual add etc.), cut at each other's
+        segment boundaries where needed (:meth:`align`); freeze if they cannot line up."""
         first = layouts[0]
         shape = [(s.size, s.rep) for s in first.segments]
         same_dim = len({lay.dim for lay in layouts}) == 1
+        if (same_dim and len({lay.width for lay in layouts}) == 1
+                and any([(s.size, s.rep) for s in lay.segments] != shape for lay in layouts)):
+            aligned = self.align(layouts)  # fmt: skip
+            if aligned is not None:
+                layouts, first = aligned, aligned[0]
+                shape = [(s.size, s.rep) for s in first.segments]
+            else:  # a failed alignment may have refined groups: freeze the current ones
+                layouts = [lay for lay in map(self.expand, layouts) if lay is not None]
         if same_dim and all([(s.size, s.rep) for s in lay.segments] == shape
                             for lay in layouts[1:]):  # fmt: skip
             for lay in layouts[1:]:

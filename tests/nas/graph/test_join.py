@@ -49,7 +49,32 @@ def test_join_inputs_share_one_mask():
     assert not cg.is_frozen(outs[0]) and cg.freeze_events == []
 
 
-def test_join_of_different_groups_freezes_with_the_hook_wording():
+def test_join_of_a_concat_cuts_the_other_branch():
+    """conv(6) joined with cat([a(3), b(3)]): the conv's group is cut after 3 channels,
+    its halves sharing a's and b's masks (as for ``cat([a, b]) + conv``)."""
     cg = analysed(nn.Conv2d(4, 6, 1), Halves())
+    assert cg.freeze_events == []
+    out = {lc.name: lc.out_layout.segments for lc in cg.layers}
+    assert [s.size for s in out["1.branches.0"]] == [3, 3]
+    head, tail = (cg.root(s.group) for s in out["1.branches.0"])
+    assert head == cg.root(out["1.branches.1.a"][0].group) != tail
+    assert tail == cg.root(out["1.branches.1.b"][0].group)
+
+
+class Uneven(nn.Module):
+    """cat([a(2), b(4)]): a cut after 2 channels falls inside a group of 3 of the grouped
+    conv in the other branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], 1)
+
+
+def test_join_of_different_groups_freezes_with_the_hook_wording():
+    grouped = nn.Sequential(nn.Conv2d(4, 6, 1), nn.Conv2d(6, 6, 3, padding=1, groups=2))
+    cg = analysed(grouped, Uneven())
     # One event per input layout frozen (each carries groups not frozen before).
     assert [reason for reason, _ in cg.freeze_events] == ["`join` (branches differ)"] * 2

@@ -1,12 +1,16 @@
 """Basic indexing of a tensor (``x[:, 0]``, ``x[..., None]``): the channel dim moves as
-indices drop or add dims before it; indexing the channel dim itself, or with a tensor,
-keeps the channels whole."""
+indices drop or add dims before it. A slice of the channel dim with constant bounds
+(``x[:, :k]``, ``x[:, k:]``, GhostNet's ``out[:, :out_chs]``, DPN's residual/dense halves)
+is searched where pruning cannot move its bounds: the channels before a fixed bound are
+kept whole, what an open-ended slice keeps after its start stays searchable, and a slice
+covering the whole dim is the identity. Any other index of the channel dim (an integer, a
+step, a negative or computed bound, a tensor) keeps the channels whole."""
 
 from __future__ import annotations
 
 from torch import fx
 
-from ..channel_layout import Layout
+from ..channel_layout import Layout, Segment
 from ..context import Analysis
 from ..ops import names, shape_of
 from ..registry import function_rule
@@ -32,10 +36,47 @@ def getitem(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layou
             out_dim += 1
             continue
         if in_dim == src.dim:
-            if entry != slice(None):
-                return an.freeze_inputs(node, "indexing of the channel dim")
-            return src.with_dim(out_dim)
+            return channel_slice(an, node, src, entry, out_dim)
         if isinstance(entry, slice):
             out_dim += 1
         in_dim += 1
     return src.with_dim(out_dim + src.dim - in_dim)
+
+
+def channel_slice(
+    an: Analysis, node: fx.Node, src: Layout, entry: object, out_dim: int
+) -> Layout | None:
+    """Layout of ``x[..., entry]`` (its channels on ``out_dim``) for ``entry`` indexing the
+    channel dim. For ``entry = start:stop`` with constant non-negative bounds the user's
+    forward must cut the pruned tensor between the same channels: every channel before
+    ``start``, and before ``stop`` unless the slice runs to the end (pruning only narrows
+    the tensor: a stop at or past its width stays past it), is kept whole; groups are
+    refined at both bounds."""
+    width = src.width
+    bounds = (entry.start, entry.stop, entry.step) if isinstance(entry, slice) else None
+    if bounds is None or not all(b is None or (type(b) is int and b >= 0) for b in bounds) \
+            or bounds[2] not in (None, 1):  # fmt: skip
+        return an.freeze_inputs(node, "indexing of the channel dim")
+    start, stop = bounds[0] or 0, width if bounds[1] is None else min(bounds[1], width)
+    if start >= stop:
+        return an.freeze_inputs(node, "empty slice of the channel dim")
+    fixed = stop if stop < width else start  # channels before it must all stay
+    layout = src
+    for offset in (start, stop):
+        cut = an.groups.cut(layout, offset)
+        if cut is None:
+            return an.freeze_inputs(node, "slice of the channel dim inside a channel's features")
+        layout = cut
+    head: list[Segment] = []
+    out: list[Segment] = []
+    offset = 0
+    for seg in layout.segments:
+        if offset < fixed:
+            head.append(seg)
+        if start <= offset < stop:
+            out.append(seg)
+        offset += seg.size * seg.rep
+    if head:
+        an.groups.freeze(Layout(layout.dim, tuple(head)),
+                         f"`{node.name}` (channels before a fixed slice bound)")  # fmt: skip
+    return Layout(out_dim, tuple(out))
