@@ -28,6 +28,7 @@ Usage::
 
     python benchmarks/compile_step.py [--suite pit|supernet] [--models ...] [--rounds 20]
                                       [--steps-per-round 1] [--threads 2] [--heap default]
+                                      [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heap", choices=("default", "steady"), default="default")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: the workers' CPU time (step_workers.CLOCKS)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = args.variants or SUITES[args.suite]
@@ -153,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         specs = {f"{v}/{mode}": (builder, (model, v, mode == "compiled", args.seed))
                  for mode in ("eager", "compiled") for v in variants}  # fmt: skip
         results = run_interleaved(specs, args.rounds, args.steps_per_round, args.warmup,
-                                  args.threads, args.heap)  # fmt: skip
+                                  args.threads, args.heap, args.clock)  # fmt: skip
         rows = report(model, variants[0], results)
         print("\n".join(rows), file=sys.stderr, flush=True)
         lines.extend(rows)
     table = "\n".join(lines)
     note = (f"{args.rounds} rounds x {args.steps_per_round} steps per variant, heap "
-            f"{args.heap}; 1-min load average {load} before, {os.getloadavg()[0]:.2f} after")
+            f"{args.heap}, {args.clock} clock, {args.threads} threads; 1-min load average "
+            f"{load} before, {os.getloadavg()[0]:.2f} after")
     print(table)
     print(note)
     if args.output is not None:

@@ -182,7 +182,7 @@ def _isolated_times(key: str, args: argparse.Namespace) -> tuple[list[float], li
                                              "lam")}  # fmt: skip
     out = run_interleaved({v: (build_step, (key, v, False, options)) for v in ("plain", "search")},
                           args.rounds, args.steps_per_round, args.warmup, args.threads,
-                          args.heap)  # fmt: skip
+                          args.heap, args.clock)  # fmt: skip
     return out["plain"].times, out["search"].times
 
 
@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="steady: glibc malloc keeps freed memory (steady_heap)")  # fmt: skip
     parser.add_argument("--isolate", action="store_true",
                         help="each variant in its own process (step_workers.py)")  # fmt: skip
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="with --isolate: cpu = the workers' CPU time")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.rounds * args.steps_per_round < 30:

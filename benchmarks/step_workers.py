@@ -46,9 +46,16 @@ def compiled_frames() -> int:
     return int(counters["frames"]["ok"])
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+"""``wall``: elapsed time; ``cpu``: the worker's CPU time (user + system, all threads, page
+faults included), immune to other jobs waiting for the cores but blind to what the
+other jobs' cache traffic costs; with one thread it is the single-core cost of a step."""
+
+
 def _worker(conn: Any, builder: Builder, args: tuple[Any, ...], threads: int,
-            heap: str) -> None:  # fmt: skip
+            heap: str, clock_name: str) -> None:  # fmt: skip
     """Worker loop: build the step, then answer the parent's commands."""
+    clock = CLOCKS[clock_name]
     torch.set_num_threads(threads)
     if heap == "steady":
         steady_heap()
@@ -60,9 +67,9 @@ def _worker(conn: Any, builder: Builder, args: tuple[Any, ...], threads: int,
             return
         times = []
         for _ in range(n):
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
         conn.send({"times": times, "frames": compiled_frames()})
 
 
@@ -84,15 +91,17 @@ def run_interleaved(
     warmup: int = 5,
     threads: int = 2,
     heap: str = "default",
+    clock: str = "wall",
 ) -> dict[str, Timings]:
     """Start one worker per variant, warm them up one after the other (compilations do
     not compete for the cores), then run ``rounds`` rounds of ``steps_per_round`` steps
-    of each variant in turn; return each variant's :class:`Timings`."""
+    of each variant in turn; return each variant's :class:`Timings` (``clock``: a key of
+    :data:`CLOCKS`)."""
     ctx = mp.get_context("spawn")
     pipes, procs = {}, []
     for name, (builder, args) in variants.items():
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, builder, args, threads, heap),
+        proc = ctx.Process(target=_worker, args=(child, builder, args, threads, heap, clock),
                            daemon=True)  # fmt: skip
         proc.start()
         pipes[name], procs = parent, [*procs, proc]
