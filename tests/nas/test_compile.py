@@ -55,10 +55,15 @@ def step(run: Callable[[torch.Tensor], torch.Tensor], search: nn.Module) -> dict
 
 
 def assert_close_grads(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """Every gradient within 1e-5 of its tensor's largest entry. A tensor whose exact
+    gradient is zero (a conv bias before a BatchNorm) holds rounding noise only (entries
+    near 1e-8): it must be within 1e-6 of the network's largest gradient instead."""
     assert got.keys() == want.keys()
+    largest = max(g.abs().max() for g in want.values())
     for name, g in want.items():
-        scale = g.abs().max().clamp_min(1e-12)
-        assert (got[name] - g).abs().max() <= 1e-5 * scale, name
+        peak = g.abs().max()
+        bound = 1e-5 * peak if peak > 1e-5 * largest else 1e-6 * largest
+        assert (got[name] - g).abs().max() <= bound, name
 
 
 def sgd(search: nn.Module) -> None:
