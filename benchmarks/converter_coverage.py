@@ -66,6 +66,7 @@ QUICK = ["mobilenet_v2", "resnet18", "squeezenet1_1", "shufflenet_v2_x0_5", "mna
 HUGE = {"vit_h_14", "vit_l_16", "vit_l_32", "regnet_y_128gf", "convnext_large"}
 EQUAL_TOL = 1e-6  # relative (to the output scale) max abs difference counted as "equal"
 EXPORT_TOL = 1e-5  # the tolerance of export(check=True)
+TIMM_BEGIN = "<!-- timm_coverage.py: begin -->"  # the report's last section, from that script
 
 
 @dataclass
@@ -93,6 +94,11 @@ class Result:
     export_s: float | None = None
     cost_ok: bool | None = None  # hard_cost("params") == exported Conv/Linear params
     params_kept: float | None = None  # hard_cost("params") after random masks / at init
+    # 1 - hard_cost("params") with every mask at 0 (each group keeps one unit) / at init:
+    # the fraction of Conv/Linear parameters the search can remove.
+    removable: float | None = None
+    # Parameters of the Conv/Linear layers with searchable output channels / of all of them.
+    searchable_params: float | None = None
 
 
 @dataclass(frozen=True)
@@ -447,6 +453,21 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   InstanceNorm; with several channels per group (and `F.group_norm`) its statistics mix
   channels: frozen (`test_norms.py`). BatchNorm/InstanceNorm are masked companions, a
   per-channel PReLU is sliced on export.
+- **BatchNorm subclasses with their own forward** (timm's `BatchNormAct2d`: `F.batch_norm`
+  on its own tensors, then its `drop` and `act`): traced through, the `F.batch_norm` call
+  makes the module a companion; the mask of the conv before it is folded into its affine
+  parameters, its activation is analysed as a node of its own, and the export is a copy of
+  the module (class, activation and every attribute kept) cut to the kept channels
+  (`test_norms.py`). `F.batch_norm` on other tensors, or outside a BatchNorm, freezes.
+- **Constant slices of the channel dim** (GhostNet's `out[:, :out_chs]`, DPN's
+  `x[:, :k]` / `x[:, k:]`, ReXNet's `x[:, 0:c]`): the group is cut at the bounds; the
+  channels before a bound that pruning would move are kept whole (`x[:, k:]`: the first
+  k; `x[:, a:b]`: the first b), the rest stays searched; a slice reaching the end of the
+  dim (or past it) from 0 is the identity (`test_indexing.py`). A step, a negative or a
+  computed bound, an integer index: frozen.
+- **Concat then add** (`cat([p, q]) + r`, DPN's dual paths): r's groups are cut at the
+  cat's boundaries so that each piece shares the mask of the operand it meets
+  (`test_residual.py`); a cut inside a grouped conv's unit or a flattened channel freezes.
 - **Per-channel parameters used directly** (ConvNeXt layer scale `gamma * y`, a learnable
   bias `y + beta`, any Parameter/buffer read with get_attr and broadcast along the channel
   dim by add/sub/mul/div): sliced on export (the module keeps its class; the arch spec lists
@@ -540,14 +561,17 @@ def conv_linear_params(net: nn.Module, names: list[str]) -> int:
     return total
 
 
-def run_model(name: str, seed: int = 0) -> Result:
+def run_model(name: str, seed: int = 0, make: Any = None) -> Result:
+    """One model through the protocol; ``make(name, size)`` builds it (default: torchvision,
+    ``size`` from :func:`input_size`; another zoo passes ``(make, size_of)``)."""
     res = Result(model=name)
-    size = input_size(name)
+    make, size_of = make or (build, input_size)
+    size = size_of(name)
     res.input = f"2x3x{size}x{size}"
     stage = "build"
     try:
         torch.manual_seed(seed)
-        model = build(name, size)
+        model = make(name, size)
         res.params_m = sum(p.numel() for p in model.parameters()) / 1e6
         x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -563,6 +587,9 @@ def run_model(name: str, seed: int = 0) -> Result:
         res.layers = len(calls)
         res.kept_whole = [lc.name for lc in calls if not search._graph.searchable(lc.out_layout)]
         res.searchable_layers = len(calls) - len(res.kept_whole)
+        everything = conv_linear_params(model, [lc.name for lc in calls])
+        if everything:
+            res.searchable_params = 1 - conv_linear_params(model, res.kept_whole) / everything
         frozen: set[str] = set()
         for w in caught:
             msg = str(w.message)
@@ -597,6 +624,10 @@ def run_model(name: str, seed: int = 0) -> Result:
 
         stage = "export"
         full = search.hard_cost("params")
+        with torch.no_grad():
+            for p in search.nas_parameters():
+                p.zero_()
+        res.removable = 1 - search.hard_cost("params") / full if full else None
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for p in search.nas_parameters():
@@ -845,7 +876,10 @@ def write_markdown(
         "",
         *details(results),
     ]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    # The timm section (benchmarks/timm_coverage.py) is another run's: kept as it is.
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(TIMM_BEGIN):] if TIMM_BEGIN in old else ""
+    path.write_text("\n".join(lines).rstrip() + "\n" + ("\n" + kept if kept else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
