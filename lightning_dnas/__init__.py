@@ -6,6 +6,7 @@ In a Lightning fit (docs/CALLBACK.md)::
                         search_epochs=20, finetune_epochs=10)   # or stages=cascade_stages(...)
     Trainer(callbacks=[dnas]).fit(module, data); dnas.exported  # the found network
     restore(module_or_seed_network, "any.ckpt")                 # any checkpoint of such a fit
+    load_network(SeedNet(), "<log_dir>/dnas/final.pt")          # an export file, weights_only
 
 Engine (pure PyTorch)::
 
@@ -30,7 +31,7 @@ from .nas.spec import apply_arch
 from .nas.supernet import SuperNetModule, set_softmax, set_temperature, temperature_schedule
 from .onnx_export import OnnxExportError, export_onnx
 from .quantize import QuantizationError, export_int8_onnx, prepare_qat
-from .restore import restore
+from .restore import load_network, restore
 from .stages import Stage, cascade_stages, default_stages
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "default_stages",
     "export_int8_onnx",
     "export_onnx",
+    "load_network",
     "memory_report",
     "prepare_qat",
     "restore",

@@ -11,6 +11,7 @@ is returned, and a difference beyond the tolerance raises. Needs the ``onnx`` ex
 from __future__ import annotations
 
 import importlib.util
+import logging
 import warnings
 from pathlib import Path
 
@@ -124,12 +125,27 @@ def _write(model: nn.Module, example_input: Tensor, path: Path, dynamic_batch: b
 
 def _export(model: nn.Module, example_input: Tensor, path: Path, shapes: tuple | None) -> None:
     """One ``torch.onnx.export`` call (the torch.export-based exporter)."""
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "torch.onnx")]
+    levels = [log.level for log in quiet]
     with warnings.catch_warnings():
-        # The exporter narrates its internal fallbacks through warnings; what matters to
-        # the user (a fixed batch, a mismatch) is checked on the written file instead.
+        # The exporter narrates its internal fallbacks through warnings and INFO log lines
+        # (onnxscript's optimizer, printed wherever logging is configured at INFO); what
+        # matters to the user (a fixed batch, a mismatch) is checked on the written file.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example_input,), str(path), dynamo=True, dynamic_shapes=shapes,
-            input_names=["input"], output_names=["output"], verbose=False,
-            external_data=False,  # one file: TinyML networks are far below the 2 GB limit
-        )  # fmt: skip
+        for log in quiet:
+            log.setLevel(max(log.level, logging.WARNING))
+        try:
+            _torch_export(model, example_input, path, shapes)
+        finally:
+            for log, level in zip(quiet, levels, strict=True):
+                log.setLevel(level)
+
+
+def _torch_export(model: nn.Module, example_input: Tensor, path: Path,
+                  shapes: tuple | None) -> None:  # fmt: skip
+    """The exporter call itself."""
+    torch.onnx.export(
+        model, (example_input,), str(path), dynamo=True, dynamic_shapes=shapes,
+        input_names=["input"], output_names=["output"], verbose=False,
+        external_data=False,  # one file: TinyML networks are far below the 2 GB limit
+    )  # fmt: skip

@@ -204,6 +204,32 @@ class _LoadHook:
             self.keeper.rebuild(module, structure)
 
 
+NETWORK_FORMAT = "lightning_dnas.network/1"
+
+
+def save_network(net: nn.Module, structure: NetworkStructure, path: str | Path) -> None:
+    """Write ``net`` (the plain network of ``structure``) as a file that
+    ``torch.load``'s default ``weights_only=True`` reads: the structure as JSON (the
+    architectures applied to the seed, in order) and the ``state_dict``, no pickled class.
+    :func:`load_network` rebuilds the network from a fresh seed."""
+    torch.save({"format": NETWORK_FORMAT, "structure": structure.to_json(),
+                "state_dict": net.state_dict()}, path)  # fmt: skip
+
+
+def load_network(seed: nn.Module, path: str | Path) -> nn.Module:
+    """The network :func:`save_network` wrote, rebuilt from ``seed`` (the network as first
+    built, e.g. ``ResNet8()``; left unchanged): a copy with the recorded architectures
+    applied (and prepared for quantisation-aware training if it was), its weights loaded
+    strictly. The file is read with ``weights_only=True``."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != NETWORK_FORMAT:
+        raise ValueError(f"{path} is not a lightning_dnas network file ({NETWORK_FORMAT})")
+    structure = NetworkStructure.from_json(data["structure"])
+    net = build_network(seed, structure, example_from_record(structure.example))
+    net.load_state_dict(data["state_dict"])
+    return net
+
+
 def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> nn.Module:
     """Load a checkpoint written during a DNAS fit into ``module``, without the callback.
 

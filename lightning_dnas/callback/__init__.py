@@ -70,7 +70,7 @@ class DNASCallback(Callback):
             ``"hard_softmax"``, ``"hard_gumbel"``); ``None`` keeps each module's own.
         temperature: a number, or a schedule ``f(epoch_in_search) -> T`` (see
             ``lightning_dnas.temperature_schedule``), applied at each search epoch start.
-        arch_lr: learning rate of the default architecture optimizer (Adam, no weight decay).
+        arch_lr: lr of the default architecture Adam (defaults: docs/CALLBACK.md, Defaults).
         arch_optimizer: ``f(param_groups) -> Optimizer`` replacing the default.
         search_mode: ``"joint"`` (architecture steps on the training batches) or
             ``"alternating"`` (on validation batches, first-order DARTS style).
@@ -100,7 +100,7 @@ class DNASCallback(Callback):
         self,
         method: str = "pit",
         cost: Any = "params",
-        strength: float | Mapping[str, float] = 1e-6,
+        strength: float | Mapping[str, float] = 1e-5,
         target: float | Mapping[str, float] | None = None,
         budget: Mapping[str, float] | None = None,
         icv: float = 0.0,
@@ -113,7 +113,7 @@ class DNASCallback(Callback):
         example_input: Any = None,
         softmax: str | None = None,
         temperature: float | Callable[[int], float] | None = None,
-        arch_lr: float = 1e-3,
+        arch_lr: float = 1e-2,
         arch_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer] | None = None,
         search_mode: str = "joint",
         monitor: str = "val_loss",
@@ -256,7 +256,7 @@ class DNASCallback(Callback):
         self._arch.release()
         self.exported = exported
         trainer_ops.reset_monitors(trainer)
-        sinks.publish(trainer, self.export_dir, record, widths, exported)
+        sinks.publish(trainer, self, record, widths)
         if (warning := notes.nothing_removed(record, steps, lr, reg)) is not None:
             rank_zero_warn(warning)
 
@@ -282,7 +282,7 @@ class DNASCallback(Callback):
         if end.fit_over:
             self._fit_over = True
             self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
-            sinks.write_int8(trainer, self)  # a quantisation-aware fit: its int8 ONNX
+            sinks.write_final(trainer, self)  # final.pt/.onnx (a QAT fit: its int8 ONNX)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """A fit loop that ended before the stage list did (``max_steps``, ``max_time``, a
@@ -297,12 +297,12 @@ class DNASCallback(Callback):
             self._end_early(trainer, pl_module, ending.INTERRUPT)
 
     def _end_early(self, trainer: Trainer, pl_module: LightningModule, reason: str) -> None:
-        """Export the search network's best state so far (if the network is one), make it
-        :attr:`exported`, and warn what happened and how to continue instead."""
+        """Export the best search state (if searching); write it as final; warn (ending.py)."""
         self._fit_over, searching = True, self.search is not None
         if searching:
             self._export(trainer, pl_module)
         self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+        sinks.write_final(trainer, self)
         rank_zero_warn(ending.early_end_message(self._clock, trainer.current_epoch, reason,
                                                 searching))
 

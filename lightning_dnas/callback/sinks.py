@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from ..restore import NetworkStructure, save_network
 from .notes import export_summary
 
 LAYER_COLUMNS = ["layer", "type", "out_channels", "original", "taps", "kernel", "dilation"]
@@ -41,28 +42,79 @@ def export_files_dir(export_dir: str | Path | bool | None,
     return Path(log_dir() or default_root_dir) / "dnas"
 
 
-def publish(trainer: Any, export_dir: str | Path | bool | None, record: dict[str, Any],
-            widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
-    """Everything an export writes, on global rank zero: the files
-    (:func:`write_export_files`, in :func:`export_files_dir`) and the W&B records of every
-    ``WandbLogger``; then, on rank zero, the summary line."""
+def publish(trainer: Any, dnas: Any, record: dict[str, Any],
+            widths: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Everything an export of ``dnas`` (the DNASCallback, its network ``dnas.exported``)
+    writes, on global rank zero: the files (:func:`write_export_files`, in
+    :func:`export_files_dir`) and the W&B records of every ``WandbLogger``; then, on rank
+    zero, the summary line."""
+    net = dnas.exported
     if trainer.is_global_zero:
-        root = export_files_dir(export_dir, lambda: trainer.log_dir, trainer.default_root_dir)
+        root = _files_dir(trainer, dnas)
         if root is not None:
-            write_export_files(root, record, net)
+            write_export_files(root, record, net, dnas._keeper.structure, dnas._example)
         log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths, net)
     rank_zero_info(export_summary(record))
 
 
-def write_export_files(root: Path, record: dict[str, Any], net: nn.Module) -> None:
-    """Write ``<root>/<stage>.json`` (the record) and ``<root>/<stage>.pt`` (``torch.save``
-    of the exported network). The JSON goes through a temporary file and a rename, so a
-    reader never sees half a record."""
+def _files_dir(trainer: Any, dnas: Any) -> Path | None:
+    """:func:`export_files_dir` of the fit; none under ``fast_dev_run`` unless
+    ``export_dir`` names a folder (a smoke test writes nothing, as Lightning's own)."""
+    if trainer.fast_dev_run and dnas.export_dir in (None, True):
+        return None
+    return export_files_dir(dnas.export_dir, lambda: trainer.log_dir, trainer.default_root_dir)
+
+
+def write_final(trainer: Any, dnas: Any) -> None:
+    """At the end of a fit (global rank zero): the final, fine-tuned network as
+    ``final.pt`` (:func:`~lightning_dnas.restore.save_network`) and ``final.onnx``; then
+    the int8 files of a quantisation-aware fit (:func:`write_int8`)."""
+    root = _files_dir(trainer, dnas) if trainer.is_global_zero else None
+    if root is not None and dnas._keeper is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        save_network(dnas.exported, dnas._keeper.structure, root / "final.pt")
+        if dnas._keeper.structure.quantize is None:  # its int8 ONNX is write_int8's
+            write_onnx(dnas.exported, dnas._example, root / "final.onnx")
+    write_int8(trainer, dnas)
+
+
+def write_onnx(net: nn.Module, example: Any, path: Path) -> None:
+    """``net`` as ONNX, checked with onnxruntime on ``example``
+    (:func:`~lightning_dnas.onnx_export.export_onnx`); a warning instead when the ``onnx``
+    extra is missing (once per process) or the network does not export (the fit goes on)."""
+    from ..onnx_export import OnnxExportError, export_onnx
+
+    if not isinstance(example, torch.Tensor):
+        rank_zero_warn(f"DNASCallback: {path.name} not written: ONNX export takes one tensor "
+                       "input")  # fmt: skip
+        return
+    try:
+        export_onnx(net, example, path)
+    except ModuleNotFoundError as err:
+        if not _MISSING_ONNX:
+            _MISSING_ONNX.append(str(err))
+            rank_zero_warn(f"DNASCallback: no ONNX files: {err}")
+    except OnnxExportError as err:
+        rank_zero_warn(f"DNASCallback: {path.name} not written: {err}")
+
+
+_MISSING_ONNX: list[str] = []  # said once per process: the extra is optional
+
+
+def write_export_files(root: Path, record: dict[str, Any], net: nn.Module,
+                       structure: NetworkStructure, example: Any) -> None:  # fmt: skip
+    """Write ``<root>/<stage>.json`` (the record), ``<root>/<stage>.pt`` (the exported
+    network of ``structure`` as :func:`~lightning_dnas.restore.save_network` writes it:
+    read by ``torch.load``'s default ``weights_only=True``, rebuilt by
+    :func:`~lightning_dnas.restore.load_network`) and ``<root>/<stage>.onnx``
+    (:func:`write_onnx`, checked on ``example``). The JSON goes through a temporary file
+    and a rename, so a reader never sees half a record."""
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{record['stage']}.json.tmp"
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(root / f"{record['stage']}.json")
-    torch.save(net, root / f"{record['stage']}.pt")
+    save_network(net, structure, root / f"{record['stage']}.pt")
+    write_onnx(net, example, root / f"{record['stage']}.onnx")
 
 
 def write_int8(trainer: Any, dnas: Any) -> None:
@@ -134,5 +186,7 @@ __all__ = [
     "log_export_wandb_all",
     "publish",
     "write_export_files",
+    "write_final",
     "write_int8",
+    "write_onnx",
 ]

@@ -55,7 +55,7 @@ def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(wandb_offline)
     torch.manual_seed(0)
     cb = DNASCallback(stages=cascade_stages(supernet=2, pit=1, finetune=1,
                                             intermediate_finetune=1),
-                      icv=0.1, temperature=2.0, export_dir=False)  # fmt: skip
+                      icv=0.1, temperature=2.0, strength=1e-6, export_dir=False)  # fmt: skip
     [run] = _read(_fit(wandb_offline, TinySuperNet(), cb))
     search_steps = 3 * 6  # 2 SuperNet + 1 PIT search epochs of 96 samples in batches of 16
 
