@@ -27,6 +27,13 @@ MNIST1D_X = torch.zeros(2, 1, 40)
 COSTS = {"params": "params", "macs": "macs"}
 
 
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Seed before the test builds its network: the networks' initial weights, and so
+    whether the SuperNet export alone lands, must not depend on the tests run before."""
+    torch.manual_seed(0)
+
+
 def _mnist1d() -> Mnist1dTCN:
     """The application's seed (conf/model/mnist1d.yaml)."""
     return Mnist1dTCN(dilations=[1, 1, 2, 2])
