@@ -50,6 +50,7 @@ from lightning_dnas.data import MNIST1DDataModule
 from lightning_dnas.zoo import Mnist1dTCN
 
 WARMUP, SEARCH, FINETUNE = 5, 20, 20  # the application's method=pit defaults
+ARCH_LR = 1e-3  # the application's arch_lr (conf/config.yaml), not the callback's default
 COSTS = {"params": "params", "macs": "macs"}  # as the application: params penalised first
 OUT = Path(__file__).resolve().parent / "results" / "budget.jsonl"
 
@@ -93,7 +94,7 @@ def callback(**kwargs: Any) -> DNASCallback:
     patience 20, no fine-tune in the phase, both costs; ``kwargs``: strength or budget."""
     return DNASCallback("pit", cost=COSTS, warmup_epochs=WARMUP, search_epochs=SEARCH,
                         finetune_epochs=0, patience=20, network="net", export_dir=False,
-                        **kwargs)  # fmt: skip
+                        arch_lr=ARCH_LR, **kwargs)  # fmt: skip
 
 
 def warmup(seed: int, root: Path) -> Path:
