@@ -1,6 +1,7 @@
 """A DDP fit (gloo, 2 CPU processes) with a DNASCallback cascade; each rank saves what it
 ends with. Run as a script (DDP re-executes sys.argv in the children): ``python
-tests/callback/ddp_fit.py OUT_DIR``."""
+tests/callback/ddp_fit.py OUT_DIR [QUANTIZE]``; ``QUANTIZE`` (e.g. ``int8``) makes the
+final fine-tune quantisation-aware."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from lightning_dnas import DNASCallback, cascade_stages
 from tests.callback.modules import Classifier, TinySuperNet, loaders
 
 
-def main(out: Path) -> None:
+def main(out: Path, quantize: str | None = None) -> None:
     L.seed_everything(3, workers=True)
     module = Classifier(TinySuperNet(channels=8))
     stages = cascade_stages(supernet=2, intermediate_finetune=1, pit=2, finetune=1,
                             supernet_strength=3e-3, pit_strength=3e-2)
-    dnas = DNASCallback(stages=stages, softmax="gumbel", arch_lr=0.05, export_dir=False)
+    dnas = DNASCallback(stages=stages, softmax="gumbel", arch_lr=0.05, export_dir=False,
+                        quantize=quantize)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=6,
                         callbacks=[dnas], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
@@ -34,4 +36,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -1,5 +1,6 @@
 """DDP: every rank searches and exports the same architecture and ends with the same
-weights (a cascade, so the network is swapped and DDP re-wrapped twice)."""
+weights (a cascade, so the network is swapped and DDP re-wrapped twice; with
+``quantize="int8"`` a third time, into the quantisation-aware network)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
 
 
-def test_ddp_ranks_agree_after_every_export(tmp_path):
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_ddp_ranks_agree_after_every_export(tmp_path, quantize):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    args = [sys.executable, str(SCRIPT), str(tmp_path), *([quantize] if quantize else [])]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
@@ -26,3 +29,5 @@ def test_ddp_ranks_agree_after_every_export(tmp_path):
     assert set(rank0["state"]) == set(rank1["state"])
     for key, value in rank0["state"].items():
         assert torch.equal(value, rank1["state"][key]), key
+    if quantize:  # the fine-tune ran on the QAT network: its observers' ranges agree too
+        assert any("activation_post_process" in key for key in rank0["state"])
