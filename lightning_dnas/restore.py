@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from .nas.engine import DNAS
 from .nas.methods import get_method
 from .nas.modules import set_submodule
 from .nas.spec import apply_arch
+from .network_group import Network, gather, group_of, place
 
 STATE_KEY = "_lightning_dnas"
 FORMAT = "lightning_dnas.structure/1"
@@ -38,7 +39,8 @@ FORMAT = "lightning_dnas.structure/1"
 class NetworkStructure:
     """How to rebuild the current network from the seed.
 
-    ``network``: dotted path of the network inside the LightningModule; ``applied``: the
+    ``network``: dotted path of the network inside the LightningModule, or a list of them
+    (several modules searched as one: :mod:`lightning_dnas.network_group`); ``applied``: the
     architecture specs exported so far, oldest first (each one applied to the result of the
     previous); ``method`` and ``options``: the search wrapper in use (``None`` for a plain
     network) and its structural converter options; ``example``: shape and dtype of the
@@ -47,7 +49,7 @@ class NetworkStructure:
     or ``None``.
     """
 
-    network: str
+    network: Network
     applied: list[dict[str, Any]] = field(default_factory=list)
     method: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -168,7 +170,7 @@ class StructureKeeper:
         example = self.example if self.example is not None else example_from_record(
             structure.example)  # fmt: skip
         net = build_network(self.seed, structure, example, self.cost)
-        set_submodule(owner, structure.network, net)
+        place(owner, structure.network, net)
         self.structure = structure
         if self.on_rebuild is not None:
             self.on_rebuild(net)
@@ -207,7 +209,8 @@ class _LoadHook:
 NETWORK_FORMAT = "lightning_dnas.network/1"
 
 
-def save_network(net: nn.Module, structure: NetworkStructure, path: str | Path) -> None:
+def save_network(net: nn.Module, structure: NetworkStructure,
+                 path: str | Path | IO[bytes]) -> None:
     """Write ``net`` (the plain network of ``structure``) as a file that
     ``torch.load``'s default ``weights_only=True`` reads: the structure as JSON (the
     architectures applied to the seed, in order) and the ``state_dict``, no pickled class.
@@ -225,6 +228,8 @@ def load_network(seed: nn.Module, path: str | Path) -> nn.Module:
     if not isinstance(data, dict) or data.get("format") != NETWORK_FORMAT:
         raise ValueError(f"{path} is not a lightning_dnas network file ({NETWORK_FORMAT})")
     structure = NetworkStructure.from_json(data["structure"])
+    if isinstance(structure.network, list):  # several modules: rebuilt as their group
+        seed = group_of(seed, structure.network)
     net = build_network(seed, structure, example_from_record(structure.example))
     net.load_state_dict(data["state_dict"])
     return net
@@ -247,7 +252,10 @@ def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> n
     structure = NetworkStructure.from_json(state[STATE_KEY])
     example = example_from_record(structure.example)
     whole = _holds(module, structure.network)
-    seed = module.get_submodule(structure.network) if whole else module
+    if isinstance(structure.network, list) and not whole:
+        raise ValueError(f"{ckpt_path} searched several modules together "
+                         f"({structure.network}): restore it into the module holding them")
+    seed = gather(module, structure.network) if whole else module
     if isinstance(seed, DNAS):
         raise ValueError("restore() needs the seed network (as first built), not a search "
                          "wrapper")  # fmt: skip
@@ -267,9 +275,10 @@ def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> n
     return holder.get_submodule(structure.network)
 
 
-def _holds(module: nn.Module, path: str) -> bool:
+def _holds(module: nn.Module, network: Network) -> bool:
     try:
-        module.get_submodule(path)
+        for path in [network] if isinstance(network, str) else network:
+            module.get_submodule(path)
     except AttributeError:
         return False
     return True

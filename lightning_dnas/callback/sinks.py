@@ -53,7 +53,8 @@ def publish(trainer: Any, dnas: Any, record: dict[str, Any],
         root = _files_dir(trainer, dnas)
         if root is not None:
             write_export_files(root, record, net, dnas._keeper.structure, dnas._example)
-        log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths, net)
+        log_export_wandb_all(trainer.loggers, trainer.global_step, record, widths, net,
+                             dnas._keeper.structure)  # fmt: skip
     rank_zero_info(export_summary(record))
 
 
@@ -142,21 +143,26 @@ def write_int8(trainer: Any, dnas: Any) -> None:
 
 
 def log_export_wandb_all(loggers: Iterable[Logger], step: int, record: dict[str, Any],
-                         widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+                         widths: list[dict[str, Any]], net: nn.Module,
+                         structure: NetworkStructure) -> None:  # fmt: skip
     """:func:`log_export_wandb` to every ``WandbLogger`` among ``loggers``; wandb itself
     is imported only when there is one."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            log_export_wandb(logger, step, record, widths, net)
+            log_export_wandb(logger, step, record, widths, net, structure)
 
 
 def log_export_wandb(logger: WandbLogger, step: int, record: dict[str, Any],
-                     widths: list[dict[str, Any]], net: nn.Module) -> None:  # fmt: skip
+                     widths: list[dict[str, Any]], net: nn.Module,
+                     structure: NetworkStructure) -> None:  # fmt: skip
     """Log one export to a W&B run: the tables ``dnas/<stage>/layers`` (``widths``, the
     search network's :meth:`~lightning_dnas.nas.engine.DNAS.layer_widths`) and
     ``dnas/<stage>/choices`` at ``step``; the artifacts ``dnas-arch-<run id>``
-    (``arch.json``: the record) and ``dnas-model-<run id>`` (``model.pt``: the network),
-    a version per export aliased with the stage name and ``latest``; ``dnas/final_<cost>``
+    (``arch.json``: the record) and ``dnas-model-<run id>`` (``model.pt``: ``net``, the
+    plain network of ``structure``, in the form of ``<stage>.pt``:
+    :func:`~lightning_dnas.restore.save_network`, read by ``torch.load``'s default
+    ``weights_only=True``, rebuilt by :func:`~lightning_dnas.restore.load_network`), a
+    version per export aliased with the stage name and ``latest``; ``dnas/final_<cost>``
     in the run summary."""
     import wandb  # optional: only runs that use a WandbLogger need it
 
@@ -172,7 +178,7 @@ def log_export_wandb(logger: WandbLogger, step: int, record: dict[str, Any],
         json.dump(record, f, indent=1)
     model = wandb.Artifact(f"dnas-model-{run.id}", type="model", metadata=meta)
     with model.new_file("model.pt", mode="wb") as f:
-        torch.save(net, f)
+        save_network(net, structure, f)  # no pickled class: loadable with weights_only
     for artifact in (arch, model):
         run.log_artifact(artifact, aliases=[stage, "latest"])
     run.summary.update({f"dnas/final_{name}": value for name, value in record["costs"].items()})

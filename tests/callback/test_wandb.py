@@ -14,7 +14,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_dnas import DNASCallback, cascade_stages
+from lightning_dnas import DNASCallback, cascade_stages, load_network
 from lightning_dnas.callback import CHOICE_COLUMNS, LAYER_COLUMNS
 
 from ..wandb_records import ArtifactRecord, OfflineRun, read_run
@@ -55,7 +55,9 @@ def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(wandb_offline)
     torch.manual_seed(0)
     cb = DNASCallback(stages=cascade_stages(supernet=2, pit=1, finetune=1,
                                             intermediate_finetune=1),
-                      icv=0.1, temperature=2.0, strength=1e-6, export_dir=False)  # fmt: skip
+                      icv=0.1, temperature=2.0, strength=1e-6,
+                      export_dir=wandb_offline / "files")  # fmt: skip
+    exports = wandb_offline / "files"
     [run] = _read(_fit(wandb_offline, TinySuperNet(), cb))
     search_steps = 3 * 6  # 2 SuperNet + 1 PIT search epochs of 96 samples in batches of 16
 
@@ -94,7 +96,14 @@ def test_a_cascade_logs_costs_thetas_tables_artifacts_and_summary(wandb_offline)
             assert json.loads(artifact.metadata)["costs"] == record["costs"]
             files = _staged(artifact)
             if artifact.type == "model":
-                net = torch.load(files["model.pt"], weights_only=False)
+                # The form of <stage>.pt: no pickled class, the same weights as that file.
+                data = torch.load(files["model.pt"], weights_only=True)
+                pt = torch.load(exports / f"{stage}.pt", weights_only=True)
+                assert data["structure"] == pt["structure"]
+                assert data["state_dict"].keys() == pt["state_dict"].keys()
+                assert all(torch.equal(v, pt["state_dict"][k])
+                           for k, v in data["state_dict"].items())  # fmt: skip
+                net = load_network(TinySuperNet(), files["model.pt"])
                 assert net(torch.randn(2, 1, 16)).shape == (2, 3)
             else:
                 assert json.loads(files["arch.json"].read_text()) == record
