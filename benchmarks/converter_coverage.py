@@ -535,8 +535,8 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-_FREEZE = re.compile(
-    r"lightning_dnas: `(?P<node>[^`]*)` \((?P<why>.*)\) is not searchable; "
+_FREEZE = re.compile(  # one line of the converter's grouped freeze warning
+    r"  - `(?P<node>[^`]*)` \((?P<why>.*)\) is not searchable; "
     r"the output channels of (?P<layers>.*) are kept whole"
 )
 
@@ -596,9 +596,12 @@ def run_model(name: str, seed: int = 0, make: Any = None) -> Result:
             if not msg.startswith("lightning_dnas"):
                 continue
             res.raw_warnings.append(msg)
-            node, why, layers = summarise_warning(msg)
-            res.warnings.append(f"`{node}` ({why})" if node else why)
-            frozen.update(layers)
+            # One warning per conversion, one line per freeze event: summarised by line.
+            for line in msg.splitlines()[1:]:
+                if line.startswith("  - "):
+                    node, why, layers = summarise_warning(line)
+                    res.warnings.append(f"`{node}` ({why})" if node else why)
+                    frozen.update(layers)
         res.frozen_layers = sorted(frozen)
 
         stage = "equal"

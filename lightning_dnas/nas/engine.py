@@ -336,22 +336,37 @@ def _mask_keys(cg: ChannelGraph) -> dict[int, str]:
 
 
 def _warn_frozen(cg: ChannelGraph) -> None:
-    """One warning per freeze event that froze a layer's channels, naming those layers;
-    groups kept whole anyway (reaching the graph output, an excluded layer) are not named."""
+    """One warning per conversion (a large network can freeze dozens of places, and one
+    warning each buried the rest of the output), listing each freeze event that froze a
+    layer's channels on its own line (``<reason> is not searchable; the output channels of
+    <layers> are kept whole``) and the fixes; groups kept whole anyway (reaching the graph
+    output, an excluded layer) are not named."""
     silent = {cg.root(g) for g in cg.frozen_silently}
     producers: dict[int, list[str]] = {}
     for lc in cg.layers:
         for s in lc.out_layout.segments:
             producers.setdefault(cg.root(s.group), []).append(lc.name)
+    lines, kept = [], set()
     for reason, groups in cg.freeze_events:
         roots = {cg.root(g) for g in groups} - silent
         layers = sorted({n for r in roots for n in producers.get(r, [])})
         if layers:
-            warnings.warn(
-                f"lightning_dnas: {reason} is not searchable; the output channels of "
-                f"{', '.join(layers)} are kept whole",
-                stacklevel=4,
-            )
+            kept.update(layers)
+            lines.append(f"  - {reason} is not searchable; the output channels of "
+                         f"{', '.join(layers)} are kept whole")  # fmt: skip
+    if not lines:
+        return
+    names = ", ".join(repr(n) for n in sorted(kept))
+    warnings.warn(
+        f"lightning_dnas: {len(lines)} place(s) of the network are not searchable (the rest "
+        "is searched):\n" + "\n".join(lines) + "\nTo search these channels, change the "
+        "forward so that they pass only through operations the converter follows (see "
+        "docs/COVERAGE.md); to keep them whole without this warning, exclude their layers: "
+        f"converter={{'exclude': [{names}]}} (DNASCallback) or exclude=[{names}] (PIT, "
+        "SuperNet); a module that cannot be traced or followed can be made one opaque "
+        "call, its channels kept whole: converter={'leaf_modules': ['<module name>']}",
+        stacklevel=4,
+    )
 
 
 def _key(name: str) -> str:
