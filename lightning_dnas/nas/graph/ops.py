@@ -113,6 +113,7 @@ OPS: dict[str, Op] = {
     "lp_pool2d": _op("pool", "input", nn.LPPool2d, exact=False, function=False),
     "pad": _op("pad", "padding", *PAD_TYPES, exact=False),
     "getitem": Op("index", "input"),
+    "narrow": Op("narrow", "input"),
     # Tuple-valued functions cutting a tensor into pieces along one dim.
     **_many("split", "never", "split chunk tensor_split unbind"),
     # Values read from a tensor's shape, not tensors.

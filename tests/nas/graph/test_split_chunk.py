@@ -84,13 +84,50 @@ class Fixed(nn.Module):
         return self.head(torch.cat([q, p, k], 1))
 
 
-@pytest.mark.parametrize("how", ["split_list", "split_int", "chunk_uneven", "tensor_indices"])
-def test_fixed_sizes_freeze_the_split_channels(how):
+@pytest.mark.parametrize("how", ["split_list", "chunk_uneven"])
+def test_sizes_that_must_add_up_to_the_width_freeze_the_split_channels(how):
     model = Fixed(how)
     model(X)
     with pytest.warns(UserWarning, match="output channels of a are kept whole"):
         search = assert_faithful(model, X)
     assert set(search.channel_masks) == {"keep"}
+
+
+@pytest.mark.parametrize("how, kept_whole", [("split_int", 3), ("tensor_indices", 1)])
+def test_constant_cuts_with_an_open_last_piece_search_that_piece(how, kept_whole):
+    """split(y, 3) of 6 channels cuts at 3, tensor_split(y, [1]) at 1: the channels before
+    the cut are kept whole (the cut must stay between the same channels), the last piece
+    is a searched group of its own."""
+    model = Fixed(how)
+    model(X)
+    with pytest.warns(UserWarning, match="channels before a fixed split bound"):
+        search = assert_faithful(model, X)
+    sizes = {k: m.alpha.numel() for k, m in search.channel_masks.items()}
+    assert sizes == {"keep": 4, "a:1": 6 - kept_whole}  # a's second part, a tail
+
+
+class Halves(nn.Module):
+    """The issue's example: a 16-channel conv cut in fixed halves, each read by its own
+    conv: ``split(y, 8, 1)`` keeps the first half whole and searches the second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 16, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.left, self.right = nn.Conv2d(8, 2, 1), nn.LazyConv2d(2, 1)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), 8, 1)
+        return self.left(a) + self.right(b)
+
+
+def test_split_in_fixed_halves_searches_the_second_half():
+    model = Halves()
+    model(X)
+    with pytest.warns(UserWarning, match="channels before a fixed split bound"):
+        search = assert_faithful(model, X)
+    out = search.arch()["modules"]["conv.0"]["out"]
+    assert out[:8] == list(range(8)) and len(out) < 16  # under the last random masks
+    assert search.arch()["modules"]["right"]["in"] == [c - 8 for c in out[8:]]
 
 
 class OtherDim(nn.Module):

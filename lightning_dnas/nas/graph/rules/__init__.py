@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     join,
     layer_norm,
     multi_io,
+    narrow,
     norms,
     padding,
     permute,

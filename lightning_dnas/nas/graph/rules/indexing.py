@@ -61,22 +61,39 @@ def channel_slice(
     if start >= stop:
         return an.freeze_inputs(node, "empty slice of the channel dim")
     fixed = stop if stop < width else start  # channels before it must all stay
-    layout = src
-    for offset in (start, stop):
-        cut = an.groups.cut(layout, offset)
-        if cut is None:
-            return an.freeze_inputs(node, "slice of the channel dim inside a channel's features")
-        layout = cut
+    pieces = fixed_pieces(an, node, src, [start, stop], fixed, "slice")
+    if pieces is None:
+        return an.freeze_inputs(node, "slice of the channel dim inside a channel's features")
+    return pieces[1].with_dim(out_dim)
+
+
+def fixed_pieces(
+    an: Analysis, node: fx.Node, src: Layout, offsets: list[int], fixed: int, what: str
+) -> list[Layout] | None:
+    """``src`` cut at the ascending feature ``offsets`` (refining the groups they fall
+    into) into the pieces between them (``len(offsets) + 1``, the first from 0, the last to
+    the end; empty ones included), and the channels before ``fixed`` frozen, because the
+    user's forward cuts the tensor at constant positions: a bound pruning moves would cut
+    other channels. Shared by constant slices, ``narrow`` and split sizes. None, freezing
+    nothing, when an offset falls inside a channel's features or a grouped conv's unit."""
+    layout: Layout | None = src
+    for offset in offsets:
+        assert layout is not None
+        layout = an.groups.cut(layout, offset)
+        if layout is None:
+            return None
+    assert layout is not None
+    layout = an.groups.expand(layout)  # a later cut may have refined an earlier segment
+    assert layout is not None
+    pieces: list[list[Segment]] = [[] for _ in range(len(offsets) + 1)]
     head: list[Segment] = []
-    out: list[Segment] = []
     offset = 0
     for seg in layout.segments:
         if offset < fixed:
             head.append(seg)
-        if start <= offset < stop:
-            out.append(seg)
+        pieces[sum(1 for b in offsets if b <= offset)].append(seg)
         offset += seg.size * seg.rep
     if head:
         an.groups.freeze(Layout(layout.dim, tuple(head)),
-                         f"`{node.name}` (channels before a fixed slice bound)")  # fmt: skip
-    return Layout(out_dim, tuple(out))
+                         f"`{node.name}` (channels before a fixed {what} bound)")  # fmt: skip
+    return [Layout(layout.dim, tuple(p)) for p in pieces]

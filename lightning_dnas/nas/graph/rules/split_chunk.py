@@ -1,9 +1,15 @@
 """split/chunk/tensor_split/unbind: tuple values whose pieces carry layouts. On another
 dim every piece carries the input's groups; on the channel dim, ``chunk(n)`` (or
 ``tensor_split`` into n) in equal pieces is searched with the pieces tied to one mask,
-cutting (*refining*) a group in two where a piece boundary falls inside it."""
+cutting (*refining*) a group in two where a piece boundary falls inside it. Constant cuts
+with an open last piece (``split(y, 8, 1)``, ``tensor_split(y, [8], 1)``) are searched like
+the constant slices of :mod:`.indexing`: groups cut at the bounds, the channels before the
+last cut kept whole, the last piece searched; explicit sizes (``split(y, [8, 8], 1)``) must
+keep adding up to the width: their channels are kept whole."""
 
 from __future__ import annotations
+
+import itertools
 
 from torch import fx
 
@@ -11,6 +17,7 @@ from ..channel_layout import Layout, Segment
 from ..context import Analysis
 from ..ops import arg, names, shape_of
 from ..registry import function_rule
+from .indexing import fixed_pieces
 
 
 @function_rule(*names("split"))
@@ -31,20 +38,37 @@ def split(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout 
         an.g.pieces[node] = [src.with_dim(src.dim - 1) if lower else src] * len(shapes)
         return None
     widths = [shape[dim] for shape in shapes] if name != "unbind" else []
-    sections = arg(node, 1, "chunks", None) if name == "chunk" else (
-        arg(node, 1, "indices_or_sections", node.kwargs.get("sections")))  # fmt: skip
+    keyword = {"chunk": "chunks", "split": "split_size_or_sections"}.get(
+        name, "indices_or_sections")  # fmt: skip
+    sections = arg(node, 1, keyword, node.kwargs.get("split_size", node.kwargs.get("sections")))
     # Only a cut into exactly the requested number of equal pieces still cuts between
     # the same channels at a pruned width (chunk(4) of 6 channels gives 3 pieces of 2).
     relative = name in ("chunk", "tensor_split") and isinstance(sections, int)
     tied = None
     if relative and len(widths) == sections and len(set(widths)) == 1:
         tied = tie(an, src, widths[0], len(widths))
+    if tied is None and widths and min(widths) > 0 and open_ended(name, sections):
+        # Constant bounds with an open last piece: like the slices of the same bounds.
+        offsets = list(itertools.accumulate(widths[:-1]))
+        fixed = offsets[-1] if offsets else 0
+        tied = fixed_pieces(an, node, an.groups.expand(src) or src, offsets, fixed, "split")
     if tied is None:  # (a failed tie may have refined groups of src: expand it)
         reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
         an.groups.freeze(an.groups.expand(src), reason)
         tied = [an.groups.fresh(dim, w) for w in widths] if widths else [None] * len(shapes)
     an.g.pieces[node] = list(tied)
     return None
+
+
+def open_ended(name: str, sections: object) -> bool:
+    """Whether the pieces are cut at constant offsets with the last one running to the end
+    (``split(y, 8, 1)``: pieces of 8, the last one what remains; ``tensor_split(y, [8, 12],
+    1)``), so that pruning only the last piece leaves every cut in place. Explicit sizes
+    (``split(y, [8, 8], 1)``) must add up to the width: no piece may change."""
+    if name == "split":
+        return type(sections) is int
+    return name == "tensor_split" and isinstance(sections, (list, tuple)) and all(
+        type(i) is int and i >= 0 for i in sections)  # fmt: skip
 
 
 def tie(an: Analysis, src: Layout, width: int, n: int) -> list[Layout] | None:
