@@ -88,7 +88,9 @@ def peak_ram(net: nn.Module, example_input: Any, act_bits: int = 8) -> Peak:
 
 
 def flash(net: nn.Module, weight_bits: int = 8) -> int:
-    """Flash bytes of ``net``'s Conv/Linear layers (each module once; BN folded, free)."""
+    """Flash bytes of ``net``'s Conv/Linear modules (each module once; BN folded, free):
+    every such module, called or not; :func:`memory_report` counts only the layers the
+    forward calls (a module the forward never uses is not deployed)."""
     total = 0
     for m in net.modules():
         if isinstance(m, CONV_LINEAR):
@@ -104,7 +106,7 @@ def memory_report(
     network, and which operation holds the peak. MACs count every call of a layer at the
     output positions of batch 1; params and flash count a module once."""
     gm, shapes = _analyse(net, example_input)
-    params = macs = 0
+    params = macs = flash_bytes = 0
     seen: set[int] = set()
     for node in gm.graph.nodes:
         if node.op != "call_module":
@@ -127,5 +129,6 @@ def memory_report(
         if id(mod) not in seen:
             seen.add(id(mod))
             params += int(layer_params(shape))
+            flash_bytes += int(layer_flash_bytes(mod.weight.numel(), cout, weight_bits))
     peak = peak_of(liveness(gm, shapes), act_bits)
-    return MemoryReport(params, macs, flash(net, weight_bits), peak.bytes, peak.op, peak.target)
+    return MemoryReport(params, macs, flash_bytes, peak.bytes, peak.op, peak.target)
