@@ -133,6 +133,61 @@ class ChannelsLastNorm(nn.Module):
         return x + (y + self.gamma if self.shift else self.gamma * y)
 
 
+class FixedCut(nn.Module):
+    """A conv's output cut at the constant channel ``k`` (``0 < k < width``): a slice, a
+    narrow, a split into pieces of ``k`` or a tensor_split at ``k``; two pieces
+    concatenated back in the other order."""
+
+    def __init__(self, cin: int, width: int, k: int, how: str) -> None:
+        super().__init__()
+        self.k, self.how = k, how
+        self.conv = ConvBlock(cin, width, 1, True, False)
+        # split(y, k) gives ceil(width / k) pieces; the first two are read.
+        self.out_channels = {"head": k, "tail": width - k, "narrow": k,
+                             "split": min(width, 2 * k)}.get(how, width)  # fmt: skip
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "head":
+            return y[:, : self.k]
+        if self.how == "tail":
+            return y[:, self.k :]
+        if self.how == "narrow":
+            return y.narrow(1, 0, self.k)
+        if self.how == "split":
+            a, b = torch.split(y, self.k, 1)[:2]
+        else:
+            a, b = y.tensor_split([self.k], 1)
+        return torch.cat([b, a * 2.0], 1)
+
+
+class CatAdd(nn.Module):
+    """``cat([a(x), b(x)]) + r(x)``: r's group is cut where a's ends, the pieces tied."""
+
+    def __init__(self, cin: int, c1: int, c2: int) -> None:
+        super().__init__()
+        self.a = ConvBlock(cin, c1, 1, True, False)
+        self.b = ConvBlock(cin, c2, 3, False, True)
+        self.r = nn.Conv2d(cin, c1 + c2, 1)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], 1) + self.r(x)
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d in small: a BatchNorm subclass whose own forward calls
+    ``F.batch_norm`` on its tensors, then an activation."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__(c)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        y = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                     self.bias, self.training, 0.1, self.eps)  # fmt: skip
+        return self.act(y)
+
+
 @st.composite
 def networks(draw):
     c = draw(st.integers(2, 6))
@@ -140,7 +195,8 @@ def networks(draw):
     layers: list[nn.Module] = [ConvBlock(3, c, 3, draw(st.booleans()), draw(st.booleans()))]
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped", "chunk",
-                                     "channels_last", "layer_norm"]))  # fmt: skip
+                                     "channels_last", "layer_norm", "cut", "cat_add",
+                                     "norm_act"]))  # fmt: skip
         if kind == "conv":
             nxt = draw(st.integers(2, 6))
             layers.append(ConvBlock(cin, nxt, draw(st.sampled_from([1, 3])),
@@ -173,6 +229,20 @@ def networks(draw):
         elif kind == "layer_norm":
             layers.append(ChannelsLastNorm(cin, draw(st.integers(2, 6)), draw(st.booleans()),
                                            draw(st.booleans())))  # fmt: skip
+        elif kind == "cut":
+            width = draw(st.integers(2, 6))
+            how = draw(st.sampled_from(["head", "tail", "narrow", "split", "tensor_split"]))
+            block = FixedCut(cin, width, draw(st.integers(1, width - 1)), how)
+            layers.append(block)
+            cin = block.out_channels
+        elif kind == "cat_add":
+            c1, c2 = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            layers.append(CatAdd(cin, c1, c2))
+            cin = c1 + c2
+        elif kind == "norm_act":
+            nxt = draw(st.integers(2, 6))
+            layers += [nn.Conv2d(cin, nxt, 3, padding=1), BatchNormAct(nxt)]
+            cin = nxt
         else:
             layers.append(Gate(cin))
     if draw(st.booleans()):
