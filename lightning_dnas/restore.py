@@ -221,7 +221,9 @@ def save_network(net: nn.Module, structure: NetworkStructure,
 
 def load_network(seed: nn.Module, path: str | Path) -> nn.Module:
     """The network :func:`save_network` wrote, rebuilt from ``seed`` (the network as first
-    built, e.g. ``ResNet8()``; left unchanged): a copy with the recorded architectures
+    built, e.g. ``ResNet8()``; left unchanged; for several modules searched together the
+    module holding them, e.g. a fresh LightningModule, and the result is their
+    :class:`~lightning_dnas.network_group.NetworkGroup`): a copy with the recorded architectures
     applied (and prepared for quantisation-aware training if it was), its weights loaded
     strictly. The file is read with ``weights_only=True``."""
     data = torch.load(path, map_location="cpu", weights_only=True)

@@ -62,8 +62,8 @@ class DNASCallback(Callback):
         icv: strength of the ICV polarisation loss (SuperNet choices).
         stages: a list of :class:`~lightning_dnas.stages.Stage` (or dicts), e.g. a cascade.
         warmup_epochs, search_epochs, finetune_epochs, patience: the default stages.
-        network: attribute path of the network in the LightningModule; by default the one
-            child module holding trainable parameters (torchmetrics metrics ignored).
+        network: attribute path of the network (a list: searched together through the
+            module's forward, docs/CALLBACK.md); default: the one child with trainable params.
         example_input: an input of the network; else ``example_input_array``, else the
             first training batch's first element.
         softmax: combiner mode of every choice (``"softmax"``, ``"gumbel"``,
@@ -109,7 +109,7 @@ class DNASCallback(Callback):
         search_epochs: int = 10,
         finetune_epochs: int = 10,
         patience: int | None = None,
-        network: str | None = None,
+        network: str | Sequence[str] | None = None,
         example_input: Any = None,
         softmax: str | None = None,
         temperature: float | Callable[[int], float] | None = None,
@@ -135,7 +135,7 @@ class DNASCallback(Callback):
         self.softmax, self.temperature = softmax, temperature
         self.arch_lr, self.arch_optimizer_factory = arch_lr, arch_optimizer
         self.search_mode, self.monitor, self.mode = search_mode, monitor, mode
-        self.network, self.example_input = network, example_input
+        self.network, self.example_input = config.network_arg(network, self.stages), example_input
         self.converter = dict(converter or {})
         self.export_dir, self.check_export = export_dir, check_export
         self.exported: nn.Module | None = None
@@ -281,7 +281,7 @@ class DNASCallback(Callback):
             self._export(trainer, pl_module)
         if end.fit_over:
             self._fit_over = True
-            self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+            self.exported = network.current(pl_module, self.network)  # type: ignore[arg-type]
             sinks.write_final(trainer, self)  # final.pt/.onnx (a QAT fit: its int8 ONNX)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -301,7 +301,7 @@ class DNASCallback(Callback):
         self._fit_over, searching = True, self.search is not None
         if searching:
             self._export(trainer, pl_module)
-        self.exported = pl_module.get_submodule(self.network)  # type: ignore[arg-type]
+        self.exported = network.current(pl_module, self.network)  # type: ignore[arg-type]
         sinks.write_final(trainer, self)
         rank_zero_warn(ending.early_end_message(self._clock, trainer.current_epoch, reason,
                                                 searching))

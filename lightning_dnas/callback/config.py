@@ -4,9 +4,9 @@ Two moments, as docs/CALLBACK.md ("Configuration errors") tabulates and
 tests/callback/test_config_errors.py checks against this code:
 
 * ``DNASCallback(...)``: what the arguments alone decide (method, stage list, cost,
-  softmax, search mode, mode) raises ``ValueError`` (``TypeError`` for a cost of the wrong
-  type), through :func:`build_stages`, :func:`check_arguments` and the engine's
-  ``resolve_costs``.
+  softmax, search mode, mode, a ``network=`` list) raises ``ValueError`` (``TypeError``
+  for a cost of the wrong type), through :func:`build_stages`, :func:`check_arguments`,
+  :func:`network_arg` and the engine's ``resolve_costs``.
 * ``setup("fit")``: what needs the module or the trainer (the network, the example input,
   strengths against the costs, converter options against each stage's method, epochs,
   precision) raises Lightning's ``MisconfigurationException``.
@@ -22,11 +22,13 @@ from typing import Any
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
+from torch.fx.proxy import TraceError
 from torchmetrics import Metric
 
 from ..nas.graph.trace import UnsupportedModelError
 from ..nas.methods import METHODS
 from ..nas.supernet.combiner import MODES
+from ..network_group import Network, problem
 from ..stages import Stage, default_stages, parse_stages
 from .arch_step import stage_lambdas
 from .clock import SEARCH_KINDS
@@ -60,6 +62,25 @@ def build_stages(method: str, stages: Sequence[Stage | Mapping[str, Any]] | None
         raise ValueError(f"quantize={quantize!r} but the last stage {last.name} has "
                          f"quantize={last.quantize!r}")  # fmt: skip
     return parse_stages([*parsed[:-1], replace(last, quantize=quantize, name="")])
+
+
+def network_arg(network: str | Sequence[str] | None, stages: Sequence[Stage]) -> Network | None:
+    """``network=`` as the callback keeps it: ``None``, one attribute path, or a list of
+    several searched together (a list of one is that path). A ValueError for an empty
+    list, a non-string entry or a repeated one, and for several networks with a
+    quantisation-aware stage (its torch.fx QAT network replaces one module)."""
+    if network is None or isinstance(network, str):
+        return network
+    names = list(network)
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise ValueError(f"network must be an attribute path or a list of distinct paths, "
+                         f"got {network!r}")  # fmt: skip
+    if len(names) == 1:
+        return names[0]
+    if any(stage.quantize is not None for stage in stages):
+        raise ValueError(f"quantize with several networks ({names}) is not supported: the "
+                         "quantisation-aware network is one torch.fx module; search one network")
+    return names
 
 
 def check_arguments(softmax: str | None, search_mode: str, mode: str) -> None:
@@ -127,16 +148,45 @@ def _candidates(pl_module: LightningModule) -> list[str]:
             and any(p.requires_grad for p in child.parameters())]  # fmt: skip
 
 
-def has_network(pl_module: LightningModule, network: str | None) -> bool:
-    """Whether the network is built: ``network`` is a submodule, or (``None``) some child
-    holds trainable parameters."""
+def has_network(pl_module: LightningModule, network: Network | None) -> bool:
+    """Whether the network is built: ``network`` is a submodule (a list: each is), or
+    (``None``) some child holds trainable parameters."""
     if network is None:
         return bool(_candidates(pl_module))
     try:
-        pl_module.get_submodule(network)
+        for path in [network] if isinstance(network, str) else network:
+            pl_module.get_submodule(path)
     except AttributeError:
         return False
     return True
+
+
+def check_networks(pl_module: Any, network: Network) -> None:
+    """Several networks (``network`` a list) that the module cannot give: a name it does
+    not have, one that is not an ``nn.Module``, one inside another."""
+    if isinstance(network, str):
+        return  # one path: get_submodule's own AttributeError, as before
+    why = problem(pl_module, network)
+    if why is not None:
+        raise MisconfigurationException(
+            f"DNASCallback: the networks {network} of {type(pl_module).__name__} cannot be "
+            f"searched together: {why}")
+
+
+@contextmanager
+def group_trace_errors(pl_module: Any, network: Network) -> Iterator[None]:
+    """Several networks are traced through the module's own ``forward``: a forward that
+    does not trace (or reads an attribute outside the listed networks) says what to do."""
+    try:
+        yield
+    except (UnsupportedModelError, TraceError, AttributeError) as err:
+        if isinstance(network, str):
+            raise
+        raise MisconfigurationException(
+            f"DNASCallback traces {type(pl_module).__name__}.forward over the networks "
+            f"{network} and it does not trace: {err}. That forward may read only the listed "
+            "networks of the module. Pass one network (network='<name>'), or mark the module "
+            "that fails a leaf (converter={'leaf_modules': [...]})") from err
 
 
 def find_network(pl_module: LightningModule) -> str:
@@ -198,11 +248,14 @@ __all__ = [
     "already_searching",
     "build_stages",
     "check_arguments",
+    "check_networks",
     "check_options",
     "check_precision",
     "example_errors",
     "example_from_batch",
     "find_network",
     "fit_epochs",
+    "group_trace_errors",
     "has_network",
+    "network_arg",
 ]

@@ -20,21 +20,25 @@ from torch import Tensor, nn
 from ..nas.engine import DNAS
 from ..nas.methods import METHODS
 from ..nas.modules import set_submodule
+from ..network_group import Network, gather, place
 from ..quantize.qat import QATNetwork, prepare_qat
 from ..restore import NetworkStructure, StructureKeeper, encode_options, example_record
-from .config import already_searching
+from .config import already_searching, check_networks, group_trace_errors
 from .notes import removed
 
 
-def attach_keeper(module: nn.Module, network: str, example: Any, cost: Any,
+def attach_keeper(module: nn.Module, network: Network, example: Any, cost: Any,
                   on_rebuild: Callable[[nn.Module], None]) -> StructureKeeper:  # fmt: skip
     """Record the seed network at ``network`` in ``module`` and attach the hooks that keep
     its structure in ``module``'s ``state_dict`` (``on_rebuild`` is called with each
     network a loaded checkpoint rebuilds). ``example`` may be ``None`` (no example input
-    yet: a checkpoint rebuilds from its own recorded example shape)."""
-    net = module.get_submodule(network)
-    if isinstance(net, DNAS):
-        raise already_searching(network)
+    yet: a checkpoint rebuilds from its own recorded example shape). Several modules
+    (``network`` a list) are kept as their group (:mod:`lightning_dnas.network_group`)."""
+    check_networks(module, network)
+    net = gather(module, network)
+    parts = [net] if isinstance(network, str) else [net.get_submodule(n) for n in network]
+    if any(isinstance(part, DNAS) for part in parts):
+        raise already_searching(str(network))
     record = {} if example is None else example_record(example)
     keeper = StructureKeeper(copy.deepcopy(net), NetworkStructure(network, example=record),
                              example, cost, on_rebuild)  # fmt: skip
@@ -48,26 +52,27 @@ def set_example(keeper: StructureKeeper, example: Any) -> None:
     keeper.structure.example = example_record(example)
 
 
-def convert(module: nn.Module, network: str, keeper: StructureKeeper, example: Any,
+def convert(module: nn.Module, network: Network, keeper: StructureKeeper, example: Any,
             method: str, converter: Mapping[str, Any], cost: Any) -> DNAS:  # fmt: skip
     """Replace the plain network at ``network`` in ``module`` by its search network of
     ``method`` (with the ``converter`` options that method takes, ``cost``), on the
     network's device; record the new structure. Returns the search network."""
-    net = module.get_submodule(network)
+    net = gather(module, network)
     device = next(net.parameters()).device
     spec = METHODS[method]
     options = {k: v for k, v in converter.items() if k in spec.converter_options}
-    search = spec.cls(net, to_device(example, device), cost=cost, **options)
+    with group_trace_errors(module, network):
+        search = spec.cls(net, to_device(example, device), cost=cost, **options)
     search.to(device)
     # A new structure object, never edited in place: the keeper's hooks compare structures.
     structure = copy.deepcopy(keeper.structure)
     structure.method, structure.options = method, encode_options(options)
     keeper.structure = structure
-    set_submodule(module, network, search)
+    place(module, network, search)
     return search
 
 
-def export(module: nn.Module, network: str, keeper: StructureKeeper, search: DNAS,
+def export(module: nn.Module, network: Network, keeper: StructureKeeper, search: DNAS,
            stage: str, best: Mapping[str, Any] | None, check: bool,
            ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """Replace the search network at ``network`` in ``module`` by the plain network it
@@ -93,7 +98,7 @@ def export(module: nn.Module, network: str, keeper: StructureKeeper, search: DNA
     structure.applied.append(spec)
     structure.method, structure.options = None, {}
     keeper.structure = structure
-    set_submodule(module, network, exported)
+    place(module, network, exported)
     return exported, record, widths
 
 
@@ -135,5 +140,11 @@ def to_device(example: Any, device: torch.device) -> Any:
     return example
 
 
-__all__ = ["attach_keeper", "convert", "export", "quantize", "searchable", "set_example",
-           "to_device"]
+def current(module: nn.Module, network: Network) -> nn.Module:
+    """The network at ``network`` in ``module`` as it is now (several modules: their
+    group, which computes the module's ``forward``)."""
+    return gather(module, network)
+
+
+__all__ = ["attach_keeper", "convert", "current", "export", "quantize", "searchable",
+           "set_example", "to_device"]

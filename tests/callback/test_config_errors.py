@@ -72,6 +72,10 @@ INIT: dict[str, dict[str, Any]] = {
     "unknown `softmax`": dict(softmax="sparsemax"),
     "unknown `search_mode`": dict(search_mode="bilevel"),
     "`mode` neither `\"min\"` nor `\"max\"`": dict(mode="lowest"),
+    "`network=` an empty list, or a list with an entry that is not a string or is repeated":
+        dict(network=[]),
+    "several networks (`network=[...]`) with `quantize`": dict(network=["net", "acc"],
+                                                                 quantize="int8"),
 }  # fmt: skip
 
 # -- the triggers: setup("fit") -----------------------------------------------------------
@@ -123,6 +127,17 @@ class _DictBatches(Classifier):
         return DataLoader(data, batch_size=8)
 
 
+class _ScaledTwoParts(Classifier):
+    """A forward that reads a plain attribute besides the two networks it wires."""
+
+    def __init__(self) -> None:
+        super().__init__(TinyTCN())
+        self.head, self.scale = nn.Linear(3, 3), 2.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x)) * self.scale
+
+
 def _fp16() -> dict[str, Any]:
     return {"plugins": [MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]}
 
@@ -151,6 +166,12 @@ SETUP: dict[str, Fit] = {
     "the network fails on the example input while being converted (a shape or dtype "
     "mismatch); the message names where the example came from": ({}, _TwoChannelBatches, {}),
     "no `network=` and several children with trainable parameters": ({}, _TwoNets, {}),
+    "a `network=` list naming an attribute the module does not have, one that is not an "
+    "`nn.Module`, or one inside another": (
+        dict(network=["net", "nett"]), lambda: Classifier(TinyTCN()), {}),
+    "several networks whose module's `forward` does not trace over them (it reads something "
+    "else of the module, or a layer does not trace)": (
+        dict(network=["net", "head"]), _ScaledTwoParts, {}),
     "the network is already a search network": (
         {}, lambda: Classifier(PIT(TinyTCN(), torch.randn(2, 1, 16))), {}),
 }  # fmt: skip

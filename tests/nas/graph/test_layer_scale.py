@@ -66,6 +66,35 @@ def test_per_channel_tensor_is_sliced(how):
     assert (getattr(search.net.head, "_inp", None) is not None) == (how in ("bias", "twice"))
 
 
+class Reshaped(nn.Module):
+    """timm ConvNeXt's ``x.mul(self.gamma.reshape(1, -1, 1, 1))`` on a 1-D gamma; with
+    ``fixed``, the reshape spells the width out (``reshape(1, 6, 1, 1)``), which would no
+    longer fit a sliced gamma."""
+
+    def __init__(self, fixed: bool) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.stem, self.head = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 2, 1)
+        self.gamma = nn.Parameter(torch.rand(6) + 0.5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(x.mul(self.gamma.reshape(1, 6 if self.fixed else -1, 1, 1)) + x)
+
+
+def test_a_1d_parameter_reshaped_with_minus_one_is_sliced():
+    search = assert_faithful(Reshaped(fixed=False), X, range(3))
+    spec = search.arch()
+    assert spec["parameters"]["gamma"]["keep"] == spec["modules"]["stem"]["out"]
+    assert search.export().gamma.shape == (len(spec["modules"]["stem"]["out"]),)
+
+
+def test_a_parameter_reshaped_to_a_fixed_width_freezes():
+    with pytest.warns(UserWarning, match="per-channel constant operand"):
+        search = assert_faithful(Reshaped(fixed=True), X)
+    assert list(search.channel_masks) == []
+
+
 def test_tensor_also_used_elsewhere_freezes():
     with pytest.warns(UserWarning, match=r"`gamma` \(parameter also used elsewhere\).*branch"):
         search = assert_faithful(Scaled("elsewhere"), X)

@@ -1,0 +1,162 @@
+"""``network=["backbone", "head"]``: two modules of one LightningModule searched together
+through the module's own ``forward`` (lightning_dnas/network_group.py)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from lightning_dnas import load_network, restore
+from lightning_dnas.callback import DNASCallback, network
+from lightning_dnas.nas.engine import DNAS
+from lightning_dnas.network_group import MASKS
+from lightning_dnas.restore import STATE_KEY, save_network
+
+from .modules import loaders
+
+NAMES = ["backbone", "head"]
+
+
+class Backbone(nn.Module):
+    """Two Conv1d-BN-ReLU blocks on (N, 1, 16); the output is 8 feature maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv1d(1, 8, 3, padding=1), nn.BatchNorm1d(8)
+        self.c2, self.b2 = nn.Conv1d(8, 8, 3, padding=1), nn.BatchNorm1d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+
+
+class TwoPart(LightningModule):
+    """A backbone and a head, wired only in this module's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone, self.head = Backbone(), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x).mean(-1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+def _converted() -> tuple[TwoPart, DNAS, object, torch.Tensor]:
+    torch.manual_seed(0)
+    module, example = TwoPart(), torch.randn(4, 1, 16)
+    keeper = network.attach_keeper(module, NAMES, example, "params", lambda net: None)
+    search = network.convert(module, NAMES, keeper, example, "pit", {}, "params")
+    return module, search, keeper, example
+
+
+def test_the_channels_flow_from_the_backbone_into_the_head(tmp_path) -> None:
+    module, search, keeper, example = _converted()
+    # One group spans backbone.c2's outputs and the head's inputs (the mean keeps channels).
+    assert "backbone/c2" in search.channel_masks
+    assert not isinstance(module.backbone, DNAS) and module.backbone is search.net.backbone
+    with torch.no_grad():
+        search.channel_masks["backbone/c2"].alpha[[1, 4, 6]] = 0.0
+    module.eval()
+    want = module(example)  # the module's own forward on the masked parts
+    exported, record, _ = network.export(module, NAMES, keeper, search, "s", None, check=True)
+    assert exported.backbone is module.backbone and exported.head is module.head
+    assert record["arch"]["modules"]["backbone.c2"]["out"] == [0, 2, 3, 5, 7]
+    assert module.backbone.c2.out_channels == 5 and module.head.in_features == 5
+    assert module.backbone.b2.num_features == 5
+    assert MASKS not in module._modules  # plain again: no masks left in the module
+    torch.testing.assert_close(module(example), want, rtol=0, atol=1e-5)
+    # The exported file rebuilds from a fresh module as the group of its two parts.
+    save_network(network.current(module, NAMES), keeper.structure, tmp_path / "net.pt")
+    loaded = load_network(TwoPart(), tmp_path / "net.pt").eval()
+    assert loaded.head.in_features == 5
+    torch.testing.assert_close(loaded(example), want, rtol=0, atol=1e-5)
+
+
+def test_the_masks_are_module_parameters_and_get_gradients_every_pass() -> None:
+    module, search, _, example = _converted()
+    assert {id(p) for p in search.nas_parameters()} <= {id(p) for p in module.parameters()}
+    alpha = search.channel_masks["backbone/c2"].alpha
+    with torch.no_grad():  # the wrapper's own forward (as the export check runs it)
+        search(example)
+    for _ in range(2):  # a stale cached mask would carry the first pass's graph
+        alpha.grad = None
+        module(example).square().sum().backward()
+        assert alpha.grad is not None and alpha.grad.abs().sum() > 0
+
+
+def _fit(tmp_path, ckpt_path=None) -> tuple[TwoPart, DNASCallback]:
+    L.seed_everything(3, workers=True)
+    module = TwoPart()
+    dnas = DNASCallback("pit", network=NAMES, strength=3e-3, arch_lr=0.05, search_epochs=3,
+                        finetune_epochs=1, export_dir=False)
+    every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
+                            every_n_epochs=1)
+    trainer = L.Trainer(max_epochs=4, deterministic=True, callbacks=[dnas, every],
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    train, val = loaders(batch_size=16, n=96)
+    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    return module, dnas
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("several")
+    module, dnas = _fit(path)
+    return path, {k: v.clone() for k, v in module.state_dict().items()
+                  if torch.is_tensor(v)}, dnas, module
+
+
+def test_the_fit_searches_across_both_and_exports_both(uninterrupted) -> None:
+    _, _, dnas, module = uninterrupted
+    arch = dnas.history[0]["arch"]["modules"]
+    kept = arch["backbone.c2"]["out"]
+    assert kept is not None and len(kept) < 8, "the search removed none of the shared channels"
+    assert arch["head"]["in"] == kept
+    assert arch["backbone.c2"]["out_channels"] == module.head.in_features == len(kept)
+    assert module.backbone.b2.num_features == len(kept)
+    assert set(dict(dnas.exported.named_children())) == set(NAMES)
+    assert dnas.exported.head is module.head
+
+
+def test_resume_mid_search_equals_uninterrupted(uninterrupted, tmp_path) -> None:
+    path, want, dnas_full, _ = uninterrupted
+    module, dnas = _fit(tmp_path, ckpt_path=path / "epoch=1.ckpt")
+    # It resumed: only epochs 2 and 3 ran (and wrote checkpoints) in this fit.
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["epoch=2.ckpt", "epoch=3.ckpt"]
+    assert [h["arch"] for h in dnas.history] == [h["arch"] for h in dnas_full.history]
+    have = module.state_dict()
+    assert set(have) - {STATE_KEY} == set(want)
+    for key, value in want.items():
+        assert torch.equal(have[key], value), key
+
+
+@pytest.mark.parametrize("epoch", [1, 3])
+def test_restore_rebuilds_both_modules(uninterrupted, epoch) -> None:
+    path = uninterrupted[0]
+    ckpt = path / f"epoch={epoch}.ckpt"
+    module = restore(TwoPart(), ckpt)
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    have = module.state_dict()
+    for key, value in state.items():
+        if torch.is_tensor(value):
+            assert torch.equal(have[key], value), key
+    searching = epoch == 1
+    assert (MASKS in module._modules) == searching
+    if not searching:
+        assert module.head.in_features == module.backbone.b2.num_features < 8
