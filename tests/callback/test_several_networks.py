@@ -103,7 +103,7 @@ def _fit(tmp_path, ckpt_path=None) -> tuple[TwoPart, DNASCallback]:
     L.seed_everything(3, workers=True)
     module = TwoPart()
     dnas = DNASCallback("pit", network=NAMES, strength=3e-3, arch_lr=0.05, search_epochs=3,
-                        finetune_epochs=1, export_dir=False)
+                        finetune_epochs=1, export_dir=tmp_path / "dnas")
     every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
                             every_n_epochs=1)
     trainer = L.Trainer(max_epochs=4, deterministic=True, callbacks=[dnas, every],
@@ -132,6 +132,11 @@ def test_the_fit_searches_across_both_and_exports_both(uninterrupted) -> None:
     assert module.backbone.b2.num_features == len(kept)
     assert set(dict(dnas.exported.named_children())) == set(NAMES)
     assert dnas.exported.head is module.head
+    # final.pt rebuilds both parts from a fresh module; it computes the module's forward.
+    path = uninterrupted[0] / "dnas" / "final.pt"
+    loaded = load_network(TwoPart(), path).eval()
+    x = torch.randn(4, 1, 16)
+    torch.testing.assert_close(loaded(x), module.eval()(x), rtol=0, atol=1e-6)
 
 
 def test_resume_mid_search_equals_uninterrupted(uninterrupted, tmp_path) -> None:
