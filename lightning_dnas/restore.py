@@ -31,7 +31,13 @@ from .nas.modules import set_submodule
 from .nas.spec import apply_arch
 from .network_group import Network, gather, group_of, place
 
-STATE_KEY = "_lightning_dnas"
+# The entry's name is its own error message: a loader without the structure hooks
+# (``Module.load_from_checkpoint``, a Trainer without the callback) reports it verbatim as
+# ``Unexpected key(s) in state_dict: "<STATE_KEY>"``, and no lightning_dnas code runs there
+# to say anything else. ``LEGACY_STATE_KEY``: the name checkpoints written before had.
+STATE_KEY = ("_lightning_dnas: this is a lightning_dnas checkpoint: use "
+             "lightning_dnas.restore(module, path)")  # fmt: skip
+LEGACY_STATE_KEY = "_lightning_dnas"
 FORMAT = "lightning_dnas.structure/1"
 
 
@@ -199,6 +205,8 @@ class _LoadHook:
     def __call__(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
                  *args: Any) -> None:  # fmt: skip
         text = state_dict.pop(prefix + STATE_KEY, None)
+        legacy = state_dict.pop(prefix + LEGACY_STATE_KEY, None)
+        text = legacy if text is None else text
         if text is None:
             return
         structure = NetworkStructure.from_json(text)
@@ -248,6 +256,8 @@ def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> n
     """
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = ckpt.get("state_dict", ckpt)
+    if LEGACY_STATE_KEY in state:  # a checkpoint written before the key was renamed
+        state = {STATE_KEY if k == LEGACY_STATE_KEY else k: v for k, v in state.items()}
     if STATE_KEY not in state:
         raise ValueError(f"{ckpt_path} holds no lightning_dnas structure entry "
                          f"({STATE_KEY!r}): was it written by a DNASCallback fit?")  # fmt: skip
