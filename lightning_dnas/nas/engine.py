@@ -236,6 +236,14 @@ class DNAS(SearchCosts, nn.Module):
         parameters = self._parameter_entries()
         if parameters:
             spec["parameters"] = parameters
+        # Explicit split sizes held by a module attribute: the kept width of each piece.
+        sizes = {}
+        for name, pieces in self._graph.split_sizes.items():
+            kept = [p.width if (k := self._kept(p)) is None else len(k) for p in pieces]
+            if self._exported(name) and kept != [p.width for p in pieces]:
+                sizes[name] = kept
+        if sizes:
+            spec["sizes"] = sizes
         return spec
 
     def _parameter_entries(self) -> dict[str, Any]:

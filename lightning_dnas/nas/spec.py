@@ -15,6 +15,10 @@ Format (``"format": "lightning_dnas.arch/1"``)::
 and broadcasts along the channel dim (layer scale, a learnable bias): cut to ``keep`` along
 ``dim``, ``shape`` being their shape before.
 
+``sizes`` (absent when nothing changes) sets module attributes holding the explicit sizes
+of a ``torch.split`` of the channel dim (``{"blocks.1.0.conv_dw.splits": [5, 3]}``) to the
+kept width of each piece.
+
 ``null`` means "all kept". Export is ``apply_arch`` on a copy of the trained seed network,
 so a fresh seed network given the same spec has exactly the exported structure (and with the
 exported ``state_dict`` computes the same outputs).
@@ -67,6 +71,8 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
         set_submodule(model, name, _export_layer(layer, entry))
     for name, entry in spec.get("parameters", {}).items():
         _slice_parameter(model, name, entry)
+    for name, sizes in spec.get("sizes", {}).items():
+        _set_sizes(model, name, sizes)
     for name, choice in spec.get("choices", {}).items():
         module = model.get_submodule(name)
         if not isinstance(module, SuperNetModule):
@@ -76,6 +82,18 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             raise ValueError(f"`{name}` has candidates {module.names}, not {choice['name']!r}")
         set_submodule(model, name, module.candidates[choice["name"]])
     return model
+
+
+def _set_sizes(model: nn.Module, name: str, sizes: list[int]) -> None:
+    """Set the split sizes attribute ``name`` (timm MixNet's ``conv_dw.splits``) to the
+    pieces' kept widths, keeping its type (list or tuple)."""
+    owner_name, _, leaf = name.rpartition(".")
+    old = getattr(model.get_submodule(owner_name), leaf, None)
+    if type(old) not in (list, tuple) or len(old) != len(sizes):
+        raise ValueError(f"the architecture sets split sizes `{name}` ({len(sizes)} pieces) "
+                         f"but the network holds {old!r}: was the spec made for another "
+                         "seed network?")  # fmt: skip
+    setattr(model.get_submodule(owner_name), leaf, type(old)(sizes))
 
 
 def _slice_parameter(model: nn.Module, name: str, entry: dict[str, Any]) -> None:

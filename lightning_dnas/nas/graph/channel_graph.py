@@ -38,7 +38,9 @@ class ChannelGraph:
     ``companions`` are the norms/PReLUs (and the module owning a functional layer norm) on
     searched channels, ``(node, module name, layout)``; ``parameters`` the tensors read with
     get_attr that an elementwise op broadcasts along the channel dim, ``{dotted name: (dim
-    of the tensor holding channels, layout)}``: both are sliced on export.
+    of the tensor holding channels, layout)}``: both are sliced on export. ``split_sizes``
+    maps a module attribute holding explicit split sizes (timm MixNet's ``self.splits``)
+    to the layouts of the pieces: the export sets it to their kept widths.
     ``pieces`` holds the layouts inside tuple-valued nodes (the pieces of a split/chunk,
     the fields of a namedtuple), None for an untracked piece. ``joins`` maps the ``key`` of
     each :func:`~lightning_dnas.nas.graph.ops.join` node to it. ``frozen_silently`` lists
@@ -51,6 +53,7 @@ class ChannelGraph:
     layers: list[LayerCall] = field(default_factory=list)
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
     parameters: dict[str, tuple[int, Layout]] = field(default_factory=dict)
+    split_sizes: dict[str, list[Layout]] = field(default_factory=dict)
     joins: dict[str, fx.Node] = field(default_factory=dict)
     group_size: dict[int, int] = field(default_factory=dict)
     group_unit: dict[int, int] = field(default_factory=dict)

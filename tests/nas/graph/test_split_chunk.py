@@ -4,6 +4,8 @@ chunk(n) on the channel dim into n equal pieces is searched with the pieces tied
 mask (a pruned width is then still cut between the same channels); explicit sizes freeze.
 """
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -180,3 +182,54 @@ def test_chunk_across_grouped_conv_groups():
     with pytest.warns(UserWarning, match="chunk"):
         search = assert_faithful(eight, X)
     assert list(search.channel_masks) == []
+
+
+class Mixed(nn.Module):
+    """timm's MixedConv2d in small: ``torch.split(x, self.splits, 1)``, one depthwise conv
+    of its own kernel per piece, the pieces concatenated."""
+
+    def __init__(self, splits: list[int]) -> None:
+        super().__init__()
+        self.splits = splits
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c, c, 2 * i + 1, padding=i, groups=c) for i, c in enumerate(splits))
+
+    def forward(self, x):
+        pieces = torch.split(x, self.splits, 1)
+        return torch.cat([conv(pieces[i]) for i, conv in enumerate(self.convs)], 1)
+
+
+class MixNetLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.mixed = Mixed([5, 3])
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.mixed(self.stem(x)))
+
+
+def test_split_sizes_held_by_an_attribute_are_searched_and_rewritten(tmp_path):
+    """Each piece is a searched group of its own; the export sets ``mixed.splits`` to
+    the kept widths, rebuilt by ``apply_arch`` and run by onnxruntime."""
+    import json
+
+    from lightning_dnas import apply_arch, export_onnx
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing frozen
+        search = assert_faithful(MixNetLike(), X, range(3))
+    assert sorted(m.alpha.numel() for m in search.channel_masks.values()) == [3, 5]
+    spec = json.loads(json.dumps(search.arch()))
+    out = spec["modules"]["stem.0"]["out"]
+    assert spec["sizes"] == {"mixed.splits": [sum(c < 5 for c in out), sum(c >= 5 for c in out)]}
+    exported = search.export().eval()
+    assert exported.mixed.splits == spec["sizes"]["mixed.splits"]
+    torch.manual_seed(0)
+    fresh = apply_arch(MixNetLike(), spec)
+    fresh.load_state_dict(exported.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(X), exported(X))
+    assert export_onnx(exported, X, tmp_path / "net.onnx") < 1e-4

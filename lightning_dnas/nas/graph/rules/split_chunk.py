@@ -15,7 +15,7 @@ from torch import fx
 
 from ..channel_layout import Layout, Segment
 from ..context import Analysis
-from ..ops import arg, names, shape_of
+from ..ops import arg, calling_module, names, shape_of
 from ..registry import function_rule
 from .indexing import fixed_pieces
 
@@ -52,12 +52,45 @@ def split(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout 
         offsets = list(itertools.accumulate(widths[:-1]))
         fixed = offsets[-1] if offsets else 0
         tied = fixed_pieces(an, node, an.groups.expand(src) or src, offsets, fixed, "split")
+    if tied is None and widths and min(widths) > 0 and name == "split":
+        tied = sizes_attribute(an, node, src, sections, widths)
     if tied is None:  # (a failed tie may have refined groups of src: expand it)
         reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
         an.groups.freeze(an.groups.expand(src), reason)
         tied = [an.groups.fresh(dim, w) for w in widths] if widths else [None] * len(shapes)
     an.g.pieces[node] = list(tied)
     return None
+
+
+def sizes_attribute(
+    an: Analysis, node: fx.Node, src: Layout, sections: object, widths: list[int]
+) -> list[Layout] | None:
+    """Pieces of ``torch.split(x, self.splits, 1)`` where ``self.splits``, a list or tuple
+    attribute of the module making the call, holds exactly these sizes (timm's
+    MixedConv2d): every piece is searched, none tied, and the export sets the attribute to
+    the kept width of each piece (``ChannelGraph.split_sizes``), so the forward cuts the
+    pruned tensor between the same channels. Assumes the forward reads the attribute only
+    for the split (fx inlines it: other reads cannot be seen). None when no single
+    attribute holds the sizes."""
+    if not isinstance(sections, (list, tuple)) or list(sections) != widths:
+        return None
+    owner = calling_module(node)
+    module = an.modules.get(owner)
+    found = [k for k, v in vars(module).items()
+             if type(v) in (list, tuple) and list(v) == widths] if module is not None else []
+    if len(found) != 1:
+        return None
+    pieces = fixed_pieces(an, node, src, list(itertools.accumulate(widths[:-1])), 0, "split")
+    if pieces is None:
+        return None
+    attr = f"{owner}.{found[0]}" if owner else found[0]
+    known = an.g.split_sizes.get(attr)
+    if known is not None:  # one module called twice: both calls cut the same channels
+        pieces = [an.groups.merge([an.groups.expand(k), p],
+                                  f"`{node.name}` (one split size attribute, other groups)")
+                  for k, p in zip(known, pieces, strict=True)]  # fmt: skip
+    an.g.split_sizes[attr] = pieces
+    return pieces
 
 
 def open_ended(name: str, sections: object) -> bool:
