@@ -46,6 +46,8 @@ class PathTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self._leaf_types) or module_qualified_name in self._leaf_names:
             return True
+        if type(m) is not nn.Linear and isinstance(m, nn.Linear) and plain_linear(m):
+            return True  # timm's Linear: a layer like nn.Linear, searched as one
         return super().is_leaf_module(m, module_qualified_name)
 
     def _expander(self, m: nn.Module) -> Expander | None:
@@ -64,6 +66,25 @@ class PathTracer(fx.Tracer):
             out = super().call_module(m, forward, args, kwargs)
         self.path.pop()
         return out
+
+
+def plain_linear(module: nn.Linear) -> bool:
+    """Whether the forward of ``module``, of an ``nn.Linear`` subclass, computes exactly
+    ``F.linear(input, self.weight, self.bias)`` (timm's ``Linear``, whose other branch runs
+    only under TorchScript): traced alone, its graph is that one call on its own tensors.
+    Such a module is kept as a leaf, a Linear layer (searched, exported as ``nn.Linear``);
+    any other subclass is traced through."""
+    try:
+        graph = fx.symbolic_trace(module).graph
+    except Exception:  # untraceable alone: traced through, where the failure is named
+        return False
+    calls = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(calls) != 1 or len(inputs) != 1 or calls[0].target is not nn.functional.linear:
+        return False
+    args = list(calls[0].args) + [calls[0].kwargs.get("bias")] * (3 - len(calls[0].args))
+    reads = [a.target if isinstance(a, fx.Node) and a.op == "get_attr" else a for a in args[1:]]
+    return args[0] is inputs[0] and reads == ["weight", "bias"]
 
 
 def trace(
