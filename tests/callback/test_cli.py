@@ -16,7 +16,7 @@ from lightning_dnas import DNASCallback
 from .modules import Classifier, TinyTCN, loaders
 
 pytest.importorskip("jsonargparse")
-from lightning.pytorch.cli import LightningCLI  # noqa: E402  (needs jsonargparse)
+from lightning.pytorch.cli import LightningCLI  # after the skip: it needs jsonargparse
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CALLBACK.md"
 
