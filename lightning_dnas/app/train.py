@@ -176,7 +176,9 @@ class Run:
                 if (error := budget_error(err, phase.budget or {})) is None:
                     raise
                 raise error from None
-            module.trainer.save_checkpoint(folder / "phase.ckpt")
+            # weights_only=False: the full checkpoint, as before; said explicitly because
+            # Lightning logs "`weights_only` was not set" for every save that leaves it out.
+            module.trainer.save_checkpoint(folder / "phase.ckpt", weights_only=False)
             torch.save({"records": [r.__dict__ for r in recorder.records],
                         "history": dnas.history}, folder / "summary.pt")  # fmt: skip
 
@@ -210,7 +212,7 @@ class Run:
             seed_everything(cfg.finetune_seed, workers=True)
             module = self.module(build(), final_epochs=epochs)
             self.fit(module, epochs, [EpochPrinter("finetune")], folder)
-            module.trainer.save_checkpoint(folder / "finetune.ckpt")
+            module.trainer.save_checkpoint(folder / "finetune.ckpt", weights_only=False)
             trained.append(module)
 
         key = {**self.base, "after": after, "finetune_seed": cfg.finetune_seed,

@@ -1,0 +1,18 @@
+"""A default application run is free of Lightning's "`weights_only` was not set" line (the
+application's own checkpoint saves pass ``weights_only`` explicitly)."""
+
+from __future__ import annotations
+
+import logging
+
+from lightning_dnas.app.train import main
+
+
+def test_a_run_does_not_log_weights_only_not_set(tmp_path, capfd, caplog):
+    caplog.set_level(logging.INFO)
+    main(["data.datamodule.num_samples=300", "method=pit", "method.warmup_epochs=1",
+          "method.search_epochs=1", "method.finetune_epochs=1", "onnx=false",
+          f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    out, err = capfd.readouterr()
+    assert "Trainer.fit" in out + err + caplog.text  # Lightning's own lines were captured
+    assert "`weights_only` was not set" not in out + err + caplog.text
