@@ -438,10 +438,21 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   still cuts the pruned tensor between the same channels, and export stays exact
   (`test_split_chunk.py`). A cut inside a grouped conv's group, or inside one channel's run
   of flattened features, freezes instead.
-- **split with explicit sizes** (`torch.split(y, [2, 4], 1)`, `y.split(3, 1)`,
-  `tensor_split` at indices, `chunk` into unequal pieces, `unbind` of the channel dim):
-  the sizes are hard-coded in the forward and would not fit a pruned width: the channels
-  feeding it are frozen. On another dim every piece keeps the input's groups.
+- **Fixed cuts of the channel dim** (`torch.split(y, 8, 1)`, `tensor_split(y, [8, 12], 1)`,
+  `y.narrow(1, 0, 8)`): searched like the constant slices below, the user's forward and its
+  hard-coded sizes unchanged: the group is cut at the bounds, nothing is tied, and the
+  channels before a bound that pruning would move are kept whole (`split(y, 8, 1)`: the
+  channels before the last piece, which stays searched; `narrow(1, s, n)`: the first s + n,
+  its end being fixed since narrow does not clamp) (`test_split_chunk.py`,
+  `test_narrow.py`). **Explicit sizes** (`torch.split(y, [5, 3], 1)`) must add up to the
+  width: searched (every piece its own group) when a list/tuple attribute of the module
+  making the call holds them (timm MixNet's `torch.split(x, self.splits, 1)`): the arch spec
+  lists the kept width of each piece under `sizes` and `apply_arch` sets the attribute
+  (export, `restore` and ONNX run the user's forward). This assumes the forward reads the
+  attribute only for the split. Sizes written in the forward, `chunk` into unequal pieces
+  and `unbind` of the channel dim freeze. On another dim every piece keeps the input's
+  groups. The export never rewrites the forward (no `fx.GraphModule`): what it could not
+  cut between the same channels is kept whole instead, named in the freeze warning.
 - **LayerNorm over the channel dim** (ConvNeXt, Swin, MaxViT; channels-last `nn.LayerNorm(C)`
   and LayerNorm2d-style `F.layer_norm` inside an `nn.LayerNorm` subclass): searched. The
   search network computes it over the kept channels only (masked mean and variance, output
@@ -453,6 +464,9 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   InstanceNorm; with several channels per group (and `F.group_norm`) its statistics mix
   channels: frozen (`test_norms.py`). BatchNorm/InstanceNorm are masked companions, a
   per-channel PReLU is sliced on export.
+- **Linear subclasses** whose forward is exactly `F.linear(input, self.weight, self.bias)`
+  (timm's `Linear` classifier): a Linear layer, searched and exported as `nn.Linear`; any
+  other subclass is traced through and its `F.linear` freezes (`test_linear_subclass.py`).
 - **BatchNorm subclasses with their own forward** (timm's `BatchNormAct2d`: `F.batch_norm`
   on its own tensors, then its `drop` and `act`): traced through, the `F.batch_norm` call
   makes the module a companion; the mask of the conv before it is folded into its affine
@@ -472,8 +486,10 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   bias `y + beta`, any Parameter/buffer read with get_attr and broadcast along the channel
   dim by add/sub/mul/div): sliced on export (the module keeps its class; the arch spec lists
   them under `parameters`). An add maps pruned zeros to `beta`, so the next mixing layer
-  re-masks its input (`test_layer_scale.py`). Also read elsewhere, or computed in the forward
-  (ViT's expanded class token): frozen (`test_scalar_mul.py`). A scalar or a one-channel
+  re-masks its input (`test_layer_scale.py`). A 1-D one reshaped for the op alone with `-1`
+  on the channel dim (timm ConvNeXt's `x.mul(self.gamma.reshape(1, -1, 1, 1))`) too. Also
+  read elsewhere, or computed otherwise in the forward (ViT's expanded class token, a reshape
+  spelling the width out): frozen (`test_scalar_mul.py`). A scalar or a one-channel
   broadcast (`x * gate[N,1,H,W]`) keeps the group.
 - **Channel counts read from a shape** (`n, c, h, w = x.shape`): may size a reshape of
   tensors with the same channel groups; used anywhere else they freeze the counted channels.

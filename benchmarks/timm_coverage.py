@@ -51,7 +51,8 @@ FAMILIES = {
     "resnest": "resnest14d", "res2net": "res2net50_14w_8s", "regnetx": "regnetx_002",
     "regnety": "regnety_002", "efficientnet": "efficientnet_b0",
     "efficientnet_lite": "efficientnet_lite0", "mobilenetv2": "mobilenetv2_100",
-    "mobilenetv3": "mobilenetv3_small_100", "mnasnet": "mnasnet_100", "mixnet": "mixnet_s",
+    "mobilenetv3": "mobilenetv3_small_100", "mnasnet": "mnasnet_100", "fbnet": "fbnetc_100",
+    "mixnet": "mixnet_s",
     "tinynet": "tinynet_e", "lcnet": "lcnet_050", "hardcorenas": "hardcorenas_a",
     "rexnet": "rexnet_100", "ghostnet": "ghostnet_100", "dpn": "dpn68",
     "cspnet": "cspresnet50", "cspdarknet": "cspdarknet53", "densenet": "densenet121",
@@ -72,13 +73,17 @@ efficientnet_b0 16/82, mobilenetv3_small_100 9/53, regnetx_002 0/45, cspresnet50
 dpn68 0/72, ghostnet_100 7/95, res2net50_14w_8s 61/150, resnet18 20/21. timm's
 `BatchNormAct2d` (traced through: its `F.batch_norm` froze every conv before it) is now a
 folded companion (234b304); constant channel slices and concat-then-add (GhostNet, DPN) are
-searched (d4ad151). The remaining freezes, by cause: timm's `Linear` classifier (an
-`nn.Linear` subclass traced through: `F.linear` is not a producer; the head conv before it
-is kept whole), explicit split sizes (Res2Net, MixNet, CSP), the channels before a fixed
-slice bound (DPN's residual part, ReXNet's `x[:, 0:c]`), reshapes of the channel dim
-(ViT/DeiT heads, ResNeSt's radix softmax, EdgeNeXt), ConvNeXt's `gamma.reshape(1, -1, 1, 1)`
-(a per-channel parameter computed in the forward), HRNet's Upsample module (not in the op
-table); MobileViT does not trace (control flow on a traced value)."""
+searched (d4ad151); `split(x, k, 1)` with an open last piece (CSP, Res2Net) keeps only the
+channels before the last cut, explicit sizes held by a module attribute (MixNet's
+`self.splits`) are searched and rewritten on export, ConvNeXt's `gamma.reshape(1, -1, 1, 1)`
+is sliced, and timm's `Linear` (an `nn.Linear` subclass calling `F.linear` on its own
+tensors) is a layer (mixnet_s 19/124 -> 123/124, convnext_atto 12/41 -> 40/41,
+cspresnet50 38/56 -> 55/56, ghostnet/mobilenetv3/lcnet/hardcorenas heads searched). The
+remaining freezes, by cause: the channels before a fixed slice or split bound (kept whole
+so that the user's forward still cuts between the same channels: DPN's residual part,
+ReXNet's `x[:, 0:c]`, the first pieces of CSP's and Res2Net's `split(x, k, 1)`), reshapes
+of the channel dim (ViT/DeiT heads, ResNeSt's radix softmax, EdgeNeXt), HRNet's Upsample
+module (not in the op table); MobileViT does not trace (control flow on a traced value)."""
 
 
 def input_size(name: str) -> int:
