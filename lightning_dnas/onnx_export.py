@@ -125,12 +125,13 @@ def _write(model: nn.Module, example_input: Tensor, path: Path, dynamic_batch: b
 
 def _export(model: nn.Module, example_input: Tensor, path: Path, shapes: tuple | None) -> None:
     """One ``torch.onnx.export`` call (the torch.export-based exporter)."""
-    quiet = [logging.getLogger(name) for name in ("onnxscript", "torch.onnx")]
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [log.level for log in quiet]
     with warnings.catch_warnings():
         # The exporter narrates its internal fallbacks through warnings and INFO log lines
-        # (onnxscript's optimizer, printed wherever logging is configured at INFO); what
-        # matters to the user (a fixed batch, a mismatch) is checked on the written file.
+        # (onnxscript's optimizer and onnx_ir's passes, printed wherever logging is configured
+        # at INFO, as Hydra does); what matters to the user (a fixed batch, a mismatch) is
+        # checked on the written file.
         warnings.simplefilter("ignore")
         for log in quiet:
             log.setLevel(max(log.level, logging.WARNING))
