@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
@@ -94,3 +98,17 @@ def loaders(batch_size: int = 16, n: int = 96) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader and a fixed validation loader over the toy data."""
     return (DataLoader(toy_data(n, 0), batch_size=batch_size, shuffle=True),
             DataLoader(toy_data(n // 2, 1), batch_size=batch_size))
+
+
+def fit_with_epoch_checkpoints(module: LightningModule, dnas: Callback, tmp_path: Path,
+                               max_epochs: int, ckpt_path: str | Path | None = None) -> None:
+    """The resume tests' fit: deterministic, a checkpoint ``<tmp_path>/epoch=<e>.ckpt``
+    after every epoch, no logger or progress output, on :func:`loaders` (96 samples,
+    batches of 16); ``ckpt_path`` resumes from one of those checkpoints."""
+    every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
+                            every_n_epochs=1)
+    trainer = L.Trainer(max_epochs=max_epochs, deterministic=True, callbacks=[dnas, every],
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)  # fmt: skip
+    train, val = loaders(batch_size=16, n=96)
+    trainer.fit(module, train, val, ckpt_path=ckpt_path)

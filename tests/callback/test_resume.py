@@ -6,14 +6,13 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_dnas import restore
 from lightning_dnas.callback import DNASCallback
 from lightning_dnas.nas.engine import DNAS
 from lightning_dnas.stages import cascade_stages
 
-from .modules import Classifier, TinySuperNet, loaders
+from .modules import Classifier, TinySuperNet, fit_with_epoch_checkpoints, loaders
 
 # Epochs: 0 warmup (SuperNet), 1-2 SuperNet search, 3 fine-tune, 4-5 PIT search, 6 fine-tune.
 STAGES = cascade_stages(warmup=1, supernet=2, intermediate_finetune=1, pit=2, finetune=1,
@@ -25,13 +24,7 @@ def _fit(tmp_path, ckpt_path=None):
     module = Classifier(TinySuperNet(channels=8))
     dnas = DNASCallback(stages=STAGES, softmax="hard_gumbel", icv=1e-3, arch_lr=0.05,
                         export_dir=False)
-    every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
-                            every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=7, deterministic=True, callbacks=[dnas, every],
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0)
-    train, val = loaders(batch_size=16, n=96)
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    fit_with_epoch_checkpoints(module, dnas, tmp_path, 7, ckpt_path)
     return module, dnas
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from lightning_dnas import load_network, restore
@@ -17,7 +16,7 @@ from lightning_dnas.nas.engine import DNAS
 from lightning_dnas.network_group import MASKS
 from lightning_dnas.restore import STATE_KEY, save_network
 
-from .modules import loaders
+from .modules import fit_with_epoch_checkpoints
 
 NAMES = ["backbone", "head"]
 
@@ -104,13 +103,7 @@ def _fit(tmp_path, ckpt_path=None) -> tuple[TwoPart, DNASCallback]:
     module = TwoPart()
     dnas = DNASCallback("pit", network=NAMES, strength=3e-3, arch_lr=0.05, search_epochs=3,
                         finetune_epochs=1, export_dir=tmp_path / "dnas")
-    every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
-                            every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=4, deterministic=True, callbacks=[dnas, every],
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0)
-    train, val = loaders(batch_size=16, n=96)
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    fit_with_epoch_checkpoints(module, dnas, tmp_path, 4, ckpt_path)
     return module, dnas
 
 
