@@ -8,14 +8,13 @@ import lightning as L
 import onnx
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_dnas import restore
 from lightning_dnas.callback import DNASCallback
 from lightning_dnas.quantize import QATNetwork
 from lightning_dnas.quantize.onnx_qdq import run_onnx
 
-from .modules import Classifier, TinyTCN, loaders
+from .modules import Classifier, TinyTCN, fit_with_epoch_checkpoints
 
 # Epochs: 0-1 PIT search, 2-3 quantisation-aware fine-tune.
 
@@ -25,13 +24,7 @@ def _fit(tmp_path, ckpt_path=None, export_dir=None):
     module = Classifier(TinyTCN(channels=6))
     dnas = DNASCallback("pit", strength=1e-3, search_epochs=2, finetune_epochs=2,
                         quantize="int8", arch_lr=0.05, export_dir=export_dir or False)
-    every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
-                            every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=4, deterministic=True, callbacks=[dnas, every],
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0)
-    train, val = loaders(batch_size=16, n=96)
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    fit_with_epoch_checkpoints(module, dnas, tmp_path, 4, ckpt_path)
     return module, dnas
 
 
@@ -39,11 +32,15 @@ def _fit(tmp_path, ckpt_path=None, export_dir=None):
 def uninterrupted(tmp_path_factory):
     path = tmp_path_factory.mktemp("qat")
     module, dnas = _fit(path, export_dir=path / "export")
-    return path, module, dnas
+    # The end-of-fit state in eval mode, copied: the observer switches are state_dict
+    # buffers that follow the mode, and the tests below switch the shared module's mode.
+    module.net.eval()
+    state = {k: v.clone() for k, v in module.net.state_dict().items()}
+    return path, module, dnas, state
 
 
 def test_the_fine_tune_is_quantisation_aware_and_ends_with_int8_onnx(uninterrupted):
-    path, module, dnas = uninterrupted
+    path, module, dnas, _ = uninterrupted
     assert isinstance(module.net, QATNetwork) and dnas.exported is module.net
     assert dnas.stages[-1].quantize == "int8" and len(dnas.history) == 1
     file = path / "export" / f"{dnas.stages[-1].name}.int8.onnx"
@@ -67,17 +64,18 @@ def test_the_fine_tune_is_quantisation_aware_and_ends_with_int8_onnx(uninterrupt
 @pytest.mark.parametrize("epoch", [1, 2])
 def test_resume_before_and_inside_the_qat_stage_equals_uninterrupted(uninterrupted, tmp_path,
                                                                      epoch):
-    path, module, _ = uninterrupted
+    path, _, _, want = uninterrupted
     resumed, _ = _fit(tmp_path, ckpt_path=path / f"epoch={epoch}.ckpt")
     assert isinstance(resumed.net, QATNetwork)
-    want, have = module.net.state_dict(), resumed.net.state_dict()
+    resumed.net.eval()  # the switches follow the mode; weights and ranges must be equal
+    have = resumed.net.state_dict()
     assert set(have) == set(want)
     for key, value in want.items():
         assert torch.equal(have[key], value), key
 
 
 def test_restore_rebuilds_the_qat_network_from_its_checkpoint(uninterrupted):
-    path, module, _ = uninterrupted
+    path, module, _, _ = uninterrupted
     net = restore(TinyTCN(channels=6), path / "epoch=3.ckpt")
     assert isinstance(net, QATNetwork)
     net.eval(), module.net.eval()  # the observer switches follow the mode
