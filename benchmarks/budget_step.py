@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pit_step import CASES, Stepper, machine, steady_heap, weight_optimizer
+from pit_step import CASES, Stepper, machine, weight_optimizer
+from step_workers import steady_heap
 
 from lightning_dnas import PIT
 from lightning_dnas.nas.budget import BudgetController

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import os
 import platform
 import statistics
@@ -61,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_workers import run_interleaved
+from step_workers import run_interleaved, steady_heap
 
 from lightning_dnas import PIT
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
@@ -263,19 +262,6 @@ def table(results: list[Result]) -> str:
             f"{r.ratio:.3f}x | {r.convert_s:.3f} | {r.export_s:.3f} |"
         )
     return "\n".join(lines)
-
-
-def steady_heap() -> bool:
-    """Make glibc malloc keep freed memory (no mmap for large blocks, no trimming), as a
-    caching allocator does: without this, whether a step's activations land on fresh pages
-    (a page fault per 4 KiB) depends on the heap layout left by the *other* variant, which
-    adds milliseconds of noise to either variant. Returns whether it was applied."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def _load() -> str:

@@ -29,8 +29,10 @@ Builder = Callable[..., Callable[[], None]]
 
 def steady_heap() -> bool:
     """Make glibc malloc keep freed memory (no mmap for large blocks, no trimming), as a
-    caching allocator does (see ``pit_step.py --heap steady``). Returns whether it was
-    applied."""
+    caching allocator does: without this, whether a step's activations land on fresh pages
+    (a page fault per 4 KiB) depends on the heap layout left by the *other* variant, which
+    adds milliseconds of noise to either variant (``pit_step.py --heap steady``). Returns
+    whether it was applied."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
