@@ -19,16 +19,21 @@ forward is compiled does. Each variant runs in its own worker process
 (:mod:`step_workers`: glibc's default heap unless ``--heap steady``, one heap per variant
 as in a user's training); warm-up runs the workers one after the other (the first compiled
 step compiles), then ``--rounds`` interleaved rounds of ``--steps-per-round`` steps of every
-variant. Reported: median step times, the search/plain ratio eagerly and compiled, the
-ratio of the minimum step times and the median ratio of the same round's steps (noise
-checks: on a quiet machine the three agree), the first step's time (compilation) and the
-frames dynamo compiled (after warm-up / at the end: equal when nothing recompiled).
+variant. ``--processes N`` starts N workers per variant and pools their steps (the page
+faults of a default-heap step differ from process to process: see :mod:`step_workers`).
+Reported: median step times, the search/plain ratio eagerly and compiled, the ratio of
+the minimum step times and the median ratio of the same round's steps (noise checks: on
+a quiet machine the three agree), the lowest and highest ratio of one process's median
+to the base's process of the same index (what one process per variant could have
+shown), the median minor page faults per step, the first step's time (compilation) and
+the frames dynamo compiled, summed over the workers (after warm-up / at the end: equal
+when nothing recompiled).
 
 Usage::
 
     python benchmarks/compile_step.py [--suite pit|supernet] [--models ...] [--rounds 20]
                                       [--steps-per-round 1] [--threads 2] [--heap default]
-                                      [--clock wall|cpu]
+                                      [--clock wall|cpu] [--processes 3]
 """
 
 from __future__ import annotations
@@ -114,11 +119,15 @@ def report(model: str, base: str, results: dict[str, Timings]) -> list[str]:
         variant, mode = name.rsplit("/", 1)
         ref = results[f"{base}/{mode}"]
         paired = statistics.median(s / p for p, s in zip(ref.times, t.times, strict=True))
+        per_process = [s / p for p, s in zip(ref.process_medians(), t.process_medians(),
+                                             strict=True)]  # fmt: skip
         eager = results.get(f"{variant}/eager")
         speedup = f"{_ms(eager) / _ms(t):.2f}x" if eager is not None else ""
         rows.append(
             f"| {model} | {variant} | {mode} | {_ms(t):.1f} | {_ms(t) / _ms(ref):.3f}x | "
-            f"{min(t.times) / min(ref.times):.3f}x | {paired:.3f}x | {speedup} | "
+            f"{min(t.times) / min(ref.times):.3f}x | {paired:.3f}x | "
+            f"{min(per_process):.3f}-{max(per_process):.3f}x | "
+            f"{statistics.median(t.faults):.0f} | {speedup} | "
             f"{t.warmup[0]:.1f} | {t.frames_after_warmup} / {t.frames} |"
         )
     return rows
@@ -141,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap", choices=("default", "steady"), default="default")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: the workers' CPU time (step_workers.CLOCKS)")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="worker processes per variant, steps pooled")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = args.variants or SUITES[args.suite]
@@ -150,19 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load = f"{os.getloadavg()[0]:.2f}"
     lines = ["| model | variant | mode | median ms | x base | min x base | paired x base | "
-             "compiled speed-up | first step s | frames (warm-up / end) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+             "x base per process | faults/step | compiled speed-up | first step s | "
+             "frames (warm-up / end) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for model in models:
         specs = {f"{v}/{mode}": (builder, (model, v, mode == "compiled", args.seed))
                  for mode in ("eager", "compiled") for v in variants}  # fmt: skip
         results = run_interleaved(specs, args.rounds, args.steps_per_round, args.warmup,
-                                  args.threads, args.heap, args.clock)  # fmt: skip
+                                  args.threads, args.heap, args.clock,
+                                  args.processes)  # fmt: skip
         rows = report(model, variants[0], results)
         print("\n".join(rows), file=sys.stderr, flush=True)
         lines.extend(rows)
     table = "\n".join(lines)
-    note = (f"{args.rounds} rounds x {args.steps_per_round} steps per variant, heap "
-            f"{args.heap}, {args.clock} clock, {args.threads} threads; 1-min load average "
+    note = (f"{args.rounds} rounds x {args.steps_per_round} steps x {args.processes} "
+            f"processes per variant, heap {args.heap}, {args.clock} clock, {args.threads} "
+            f"threads; 1-min load average "
             f"{load} before, {os.getloadavg()[0]:.2f} after")
     print(table)
     print(note)

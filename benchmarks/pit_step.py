@@ -22,6 +22,11 @@ removes page-fault noise that depends on the other variant's heap layout; ``--he
 leaves malloc alone. ``--isolate`` runs each variant in its own worker process (its own
 heap, as in a user's training; the parent still interleaves single steps): the way to
 measure ``--heap default`` without the other variant's heap layout in the result.
+``--processes N`` (implies ``--isolate``) starts N workers per variant and pools their
+steps: a default-heap step's page faults, and with them its time, differ from process to
+process (:mod:`step_workers`), so one process per variant gives ratios that disagree from
+run to run; the noise line then also gives the median page faults per step and the range
+of the per-process ratios.
 
 Also reported: conversion time (the ``PIT`` constructor, example input of batch 1, median
 of ``--repeats`` after one untimed conversion) and export time (``search.export()`` with
@@ -60,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_workers import run_interleaved, steady_heap
+from step_workers import Timings, run_interleaved, steady_heap
 
 from lightning_dnas import PIT
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
@@ -92,6 +97,7 @@ class Result:
     paired_ratio: float
     convert_s: float
     export_s: float
+    isolated: str = ""
 
     @property
     def ratio(self) -> float:
@@ -175,14 +181,23 @@ def build_step(key: str, variant: str, compiled: bool, options: dict[str, object
     return lambda: stepper(record=False)
 
 
-def _isolated_times(key: str, args: argparse.Namespace) -> tuple[list[float], list[float]]:
-    """``--isolate``: plain and search steps, each variant in its own process."""
+def _isolated_times(key: str, args: argparse.Namespace) -> tuple[Timings, Timings]:
+    """``--isolate``: plain and search steps, each variant in ``--processes`` processes."""
     options = {k: getattr(args, k) for k in ("seed", "batch", "optimizer", "fused", "cost",
                                              "lam")}  # fmt: skip
     out = run_interleaved({v: (build_step, (key, v, False, options)) for v in ("plain", "search")},
                           args.rounds, args.steps_per_round, args.warmup, args.threads,
-                          args.heap, args.clock)  # fmt: skip
-    return out["plain"].times, out["search"].times
+                          args.heap, args.clock, args.processes)  # fmt: skip
+    return out["plain"], out["search"]
+
+
+def _isolated_note(plain: Timings, search: Timings) -> str:
+    """Page faults per step and the range of the per-process ratios (noise line)."""
+    ratios = [s / p for p, s in zip(plain.process_medians(), search.process_medians(),
+                                    strict=True)]  # fmt: skip
+    return (f"faults/step {statistics.median(plain.faults):.0f} / "
+            f"{statistics.median(search.faults):.0f}, per-process ratio "
+            f"{min(ratios):.3f}-{max(ratios):.3f}x")
 
 
 def run_case(case: Case, args: argparse.Namespace) -> Result:
@@ -218,9 +233,12 @@ def run_case(case: Case, args: argparse.Namespace) -> Result:
     )  # fmt: skip
 
     torch.manual_seed(args.seed)  # reproducible dropout masks (DS-CNN)
+    isolated = ""
     if args.isolate:
         key = next(k for k, c in CASES.items() if c is case)
-        plain_step.times, search_step.times = _isolated_times(key, args)
+        plain_t, search_t = _isolated_times(key, args)
+        plain_step.times, search_step.times = plain_t.times, search_t.times
+        isolated = _isolated_note(plain_t, search_t)
     else:
         for _ in range(args.warmup):
             plain_step(record=False)
@@ -248,6 +266,7 @@ def run_case(case: Case, args: argparse.Namespace) -> Result:
             s / p for p, s in zip(plain_step.times, search_step.times, strict=True)
         ),
         convert_s=statistics.median(convert), export_s=statistics.median(export),
+        isolated=isolated,
     )  # fmt: skip
 
 
@@ -327,8 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="each variant in its own process (step_workers.py)")  # fmt: skip
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="with --isolate: cpu = the workers' CPU time")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=1,
+                        help="worker processes per variant (> 1 implies --isolate)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.isolate = args.isolate or args.processes > 1
     if args.rounds * args.steps_per_round < 30:
         print("note: fewer than 30 timed steps per variant", file=sys.stderr)
 
@@ -349,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{r.model} {r.search_min_ms / r.plain_min_ms:.3f}x" for r in results)
         + "; median ratio of adjacent (plain, search) steps "
         + ", ".join(f"{r.model} {r.paired_ratio:.3f}x" for r in results)
+        + "".join(f"; {r.model} {r.isolated}" for r in results if r.isolated)
         + f"; 1-min load average {load_before} before, {_load()} after."
     )
     print(out)

@@ -8,6 +8,15 @@ One process per variant gives each variant its own heap, as in a user's training
 the parent still interleaves single steps (only one worker runs at a time, the others
 wait on their pipe), so all variants see the same background load.
 
+Why several processes per variant (``processes``): with the default heap, the number of
+page faults a step takes (counted per step: :attr:`Timings.faults`) differs from process
+to process and from step to step (MobileNetV1's step, 2 threads: 1,000 to 21,000 minor
+faults, i.e. 4-80 MiB of fresh pages, for the same variant), and the step time follows
+it. That spread belongs to glibc's heap, not to either variant; a ratio taken from one
+process per variant inherits it. Pooling the steps of several processes of each variant
+(and interleaving all of them) samples it instead, and the spread of the per-process
+medians (:meth:`Timings.process_medians`) says how far one process alone could be off.
+
 A variant is a picklable ``(builder, args)`` pair: ``builder(*args)`` runs in the worker
 and returns the step closure. Workers are started with ``spawn`` (a fresh interpreter, no
 inherited heap).
@@ -17,6 +26,8 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import resource
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,23 +78,36 @@ def _worker(conn: Any, builder: Builder, args: tuple[Any, ...], threads: int,
         if command == "exit":
             conn.send(None)
             return
-        times = []
+        times, faults = [], []
         for _ in range(n):
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = clock()
             step()
             times.append(clock() - t0)
-        conn.send({"times": times, "frames": compiled_frames()})
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        conn.send({"times": times, "faults": faults, "frames": compiled_frames()})
 
 
 @dataclass
 class Timings:
-    """One variant's results: timed step seconds, warm-up step seconds (the first one
-    includes compilation), compiled frames after warm-up and at the end."""
+    """One variant's results, pooled over its worker processes: timed step seconds and
+    the minor page faults of each step (``process[i]`` = the index of the worker that ran
+    step ``i``), warm-up step seconds of the first worker (its first step includes
+    compilation), and the frames dynamo compiled, summed over the workers, after warm-up
+    and at the end (equal when nothing recompiled)."""
 
     times: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
+    process: list[int] = field(default_factory=list)
     warmup: list[float] = field(default_factory=list)
     frames_after_warmup: int = 0
     frames: int = 0
+
+    def process_medians(self) -> list[float]:
+        """Median step seconds of each worker process, in worker order."""
+        workers = sorted(set(self.process))
+        return [statistics.median(t for t, p in zip(self.times, self.process, strict=True)
+                                  if p == w) for w in workers]  # fmt: skip
 
 
 def run_interleaved(
@@ -94,32 +118,44 @@ def run_interleaved(
     threads: int = 2,
     heap: str = "default",
     clock: str = "wall",
+    processes: int = 1,
 ) -> dict[str, Timings]:
-    """Start one worker per variant, warm them up one after the other (compilations do
-    not compete for the cores), then run ``rounds`` rounds of ``steps_per_round`` steps
-    of each variant in turn; return each variant's :class:`Timings` (``clock``: a key of
-    :data:`CLOCKS`)."""
+    """Start ``processes`` workers per variant, warm them up one after the other
+    (compilations do not compete for the cores), then run ``rounds`` rounds in which every
+    worker (variant 1 process 1, variant 2 process 1, ..., variant 1 process 2, ...) runs
+    ``steps_per_round`` steps in turn; return each variant's :class:`Timings`, pooled over
+    its processes (``clock``: a key of :data:`CLOCKS`)."""
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     ctx = mp.get_context("spawn")
     pipes, procs = {}, []
-    for name, (builder, args) in variants.items():
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, builder, args, threads, heap, clock),
-                           daemon=True)  # fmt: skip
-        proc.start()
-        pipes[name], procs = parent, [*procs, proc]
+    for k in range(processes):
+        for name, (builder, args) in variants.items():
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker,
+                               args=(child, builder, args, threads, heap, clock),
+                               daemon=True)  # fmt: skip
+            proc.start()
+            pipes[name, k], procs = parent, [*procs, proc]
     out = {name: Timings() for name in variants}
     try:
-        for name, pipe in pipes.items():
+        for (name, k), pipe in pipes.items():
             pipe.send(("step", warmup))
             reply = pipe.recv()
-            out[name].warmup = reply["times"]
-            out[name].frames_after_warmup = reply["frames"]
+            if k == 0:
+                out[name].warmup = reply["times"]
+            out[name].frames_after_warmup += reply["frames"]
+        last_frames = {}
         for _ in range(rounds):
-            for name, pipe in pipes.items():
+            for (name, k), pipe in pipes.items():
                 pipe.send(("step", steps_per_round))
                 reply = pipe.recv()
                 out[name].times.extend(reply["times"])
-                out[name].frames = reply["frames"]
+                out[name].faults.extend(reply["faults"])
+                out[name].process.extend([k] * len(reply["times"]))
+                last_frames[name, k] = reply["frames"]
+        for (name, _), frames in last_frames.items():
+            out[name].frames += frames
     finally:
         for pipe in pipes.values():
             try:
