@@ -91,6 +91,8 @@ class DNAS(SearchCosts, nn.Module):
         tap_masks: dict[str, TapMask] = {}
         if train_rf or train_dilation:
             for lc in cg.layers:
+                if not lc.name:
+                    continue  # the root layer (the network is one Conv1d): no parent to swap into
                 if lc.name not in tap_masks and searchable_taps(lc.module) and searchable(
                     lc.name, lc.module
                 ):

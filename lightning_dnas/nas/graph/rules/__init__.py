@@ -21,5 +21,6 @@ from . import (  # noqa: F401  (imported for their registrations)
     pooling,
     producers,
     residual,
+    root_layer,
     split_chunk,
 )

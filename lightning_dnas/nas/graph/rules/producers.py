@@ -16,9 +16,12 @@ from ..registry import module_rule
 
 
 @module_rule("conv")
-def conv(an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None) -> Layout:
-    """``[N, C_in, *S] -> [N, C_out, *S']``: channels on dim 1, ``positions = prod(S')``."""
-    target, groups = str(node.target), an.groups
+def conv(
+    an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None, target: str | None = None
+) -> Layout:
+    """``[N, C_in, *S] -> [N, C_out, *S']``: channels on dim 1, ``positions = prod(S')``.
+    ``target``: the layer's path when ``node`` is not a call of it (the root layer)."""
+    target, groups = str(node.target) if target is None else target, an.groups
     out_shape = shape_of(node)
     assert out_shape is not None and isinstance(module, nn.modules.conv._ConvNd)
     positions = math.prod(out_shape[2:])
@@ -54,9 +57,12 @@ def conv(an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None) -> 
 
 
 @module_rule("linear")
-def linear(an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None) -> Layout:
-    """``[N, *T, F_in] -> [N, *T, F_out]``: channels on the last dim, ``positions = prod(T)``."""
-    target = str(node.target)
+def linear(
+    an: Analysis, node: fx.Node, module: nn.Module, src: Layout | None, target: str | None = None
+) -> Layout:
+    """``[N, *T, F_in] -> [N, *T, F_out]``: channels on the last dim, ``positions = prod(T)``.
+    ``target``: as for :func:`conv`."""
+    target = str(node.target) if target is None else target
     out_shape = shape_of(node)
     assert out_shape is not None and isinstance(module, nn.Linear)
     rank = len(out_shape)
