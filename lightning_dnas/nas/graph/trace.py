@@ -8,12 +8,16 @@ module holding alternative candidates, traced through each and joined with
 from __future__ import annotations
 
 import copy
+import os
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import TensorMetadata
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 
 
 class UnsupportedModelError(RuntimeError):
@@ -107,13 +111,14 @@ def trace(
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError...
         where = tracer.path[-1] if tracer.path and tracer.path[-1] else None
         kind = type(model).__name__
-        failed = f"{type(err).__name__}: {err}"
+        failed = f"{type(err).__name__}: {err}{_failing_line(err)}"
         if where is None:  # the network's own forward: no module to make a leaf
             raise UnsupportedModelError(
                 f"torch.fx cannot trace {kind}: its own forward failed with {failed}. "
                 f"Make {kind}.forward traceable (no Python branch or loop on a tensor's value, "
-                "no tensor converted to a Python number), or move the untraceable code into a "
-                "submodule and list it in leaf_modules= (kept whole, not searched), or search "
+                "no tensor converted to a Python number, no new tensor sized by a shape read "
+                "from an input), or move the untraceable code into a submodule and list it in "
+                "leaf_modules= (kept whole, not searched), or search "
                 "a traceable part of the network on its own (DNASCallback(network='<attribute>'))"
             ) from err
         raise UnsupportedModelError(
@@ -123,6 +128,18 @@ def trace(
             f"there). exclude= alone only stops searching a layer: the module must still trace."
         ) from err
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _failing_line(err: BaseException) -> str:
+    """`` at <file>:<line>: <source>``: the last frame of the failure outside torch (the
+    user's line that fx rejected, e.g. ``torch.ones(n, n)`` with ``n`` read from a shape),
+    or "" when every frame is torch's."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith(_TORCH_DIR)]  # fmt: skip
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" at {last.filename}:{last.lineno}: `{(last.line or '').strip()}`"
 
 
 def as_tuple(example_input: Any) -> tuple[Any, ...]:

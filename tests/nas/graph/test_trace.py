@@ -34,6 +34,21 @@ def test_untraceable_model_names_the_module_and_suggests_a_fix():
     assert type(model.gate) is DataDependent
 
 
+class SizedByShape(nn.Module):
+    def forward(self, x):
+        n = x.shape[1]  # a traced value: fx rejects the factory it sizes
+        return x @ torch.ones(n, n)
+
+
+def test_the_error_quotes_the_line_fx_rejected():
+    with pytest.raises(UnsupportedModelError) as info:
+        PIT(SizedByShape(), torch.randn(2, 3))
+    message = str(info.value)
+    assert f"test_trace.py:{SizedByShape.forward.__code__.co_firstlineno + 2}:" in message
+    assert "`return x @ torch.ones(n, n)`" in message
+    assert "no new tensor sized by a shape read from an input" in message
+
+
 def test_leaf_module_makes_it_traceable_and_freezes_its_channels():
     for leaf in (DataDependent, "gate"):  # by type, or by the name the error gives
         with pytest.warns(UserWarning, match="conv are kept whole"):
