@@ -10,10 +10,9 @@ The hooks in this file are short and delegate to one part each:
   optimizer (joint and alternating steps).
 * :mod:`.network`: the network's place in the module: convert, export in place, keep its
   structure in the checkpoint.
-* :mod:`.config`: every configuration error, and when it is raised.
-* :mod:`.trainer_ops`: every touch of Lightning internals and of other callbacks.
+* :mod:`.config`, :mod:`.trainer_ops`: every configuration error; every touch of Lightning.
 * :mod:`.sinks`: what an export writes: files, W&B tables and artifacts.
-* :mod:`.ending`, :mod:`.notes`: a fit stopped early and ``fast_dev_run``; every message.
+* :mod:`.ending`, :mod:`.notes`, :mod:`.compiled`: early ends; every message; torch.compile.
 
 How a stage boundary works is described in docs/CALLBACK.md.
 """
@@ -33,7 +32,7 @@ from ..nas.cost.models import resolve_costs
 from ..nas.engine import DNAS
 from ..restore import StructureKeeper
 from ..stages import Stage
-from . import config, ending, network, notes, sinks, trainer_ops
+from . import compiled, config, ending, network, notes, sinks, trainer_ops
 from .arch_step import ArchStep, check_budget, default_arch_optimizer, stage_lambdas
 from .clock import Scored, StageClock
 from .config import SEARCH_MODES
@@ -185,6 +184,7 @@ class DNASCallback(Callback):
         self._example, source = trainer_ops.find_example(self.example_input, trainer, pl_module)
         self.stages = ending.plan_epochs(trainer, self.stages)  # fast_dev_run: 1 epoch each
         self._clock = StageClock(self.stages, self.mode)
+        compiled.make_room(pl_module, self._clock.networks())
         config.check_precision(trainer_ops.grad_scaler(trainer),
                                pl_module.automatic_optimization, self.search_mode,
                                trainer_ops.has_no_val_batches(trainer))  # fmt: skip

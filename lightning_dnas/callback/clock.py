@@ -116,6 +116,23 @@ class StageClock:
         convert = stage.method if stage.kind in SEARCH_KINDS and not searching else None
         return Boundary(export, convert)
 
+    def networks(self) -> int:
+        """How many distinct networks the stage list runs, from the first stage's network
+        to the export after the last search: one, plus one per export, per conversion after
+        the first stage (a first-stage conversion replaces the seed before it runs) and for
+        the first quantised stage (a quantisation-aware copy). Under ``torch.compile`` each
+        of them is one cache entry of every compiled frame that runs it."""
+        count, method, quantized = 1, None, False
+        for index, stage in enumerate(self.stages):
+            step = self.boundary(index, method)
+            if step.export:
+                count, method = count + 1, None
+            if step.convert is not None:
+                count, method = count + (index > 0), step.convert
+            if stage.quantize is not None and not quantized:
+                count, quantized = count + 1, True
+        return count + (method is not None)
+
     def enter(self, index: int, epoch: int) -> None:
         """Stage ``index`` starts at ``epoch``: fresh best score and patience."""
         self.index, self.over = index, False

@@ -24,6 +24,14 @@ def stage_starts(stage: Stage, epoch: int) -> str:
     return f"lightning_dnas: stage {stage.name} ({stage.epochs} epochs) starts at epoch {epoch}"
 
 
+def recompile_limit_raised(old: int, new: int) -> str:
+    """The line printed when a compiled fit's network count needs more dynamo cache
+    entries than ``torch._dynamo.config.recompile_limit`` allowed (:mod:`.compiled`)."""
+    return (f"lightning_dnas: the compiled module runs {new} networks in this fit (one "
+            f"compiled entry each); raised torch._dynamo.config.recompile_limit from {old} "
+            f"to {new} so that no step falls back to eager")  # fmt: skip
+
+
 def monitor_missing(monitor: str, logged: Iterable[str]) -> str:
     """The warning of a search or patience stage whose ``monitor`` is not logged."""
     return (f"DNASCallback: monitor {monitor!r} is not logged (logged: {sorted(logged)}); the "

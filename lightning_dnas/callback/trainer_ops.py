@@ -189,6 +189,16 @@ def stop_reason(trainer: Trainer) -> str:
     return "the fit loop ending early"
 
 
+def compiled(pl_module: LightningModule) -> bool:
+    """Whether the fit runs ``torch.compile(pl_module)``.
+
+    Read from: ``utilities/compile.py`` (``from_compiled`` records the compile options in
+    ``_compiler_ctx``, which ``LightningModule.__init__`` sets to ``None``); the Trainer
+    calls it when ``fit`` is given an ``OptimizedModule``.
+    """
+    return getattr(pl_module, "_compiler_ctx", None) is not None
+
+
 def fast_dev_run(trainer: Trainer) -> bool:
     """Whether the fit is a ``Trainer(fast_dev_run=)`` smoke test. Read from:
     ``trainer/setup.py`` (``_init_debugging_flags`` sets ``trainer.fast_dev_run``)."""

@@ -183,3 +183,26 @@ def test_state_dict_keys_are_the_checkpoint_keys_and_round_trip() -> None:
     other = StageClock(stages)
     other.load_state_dict({**state, "history": [], "rng": None})
     assert other.state_dict() == state
+
+
+@pytest.mark.parametrize(("stages", "networks"), [
+    # the search network (replacing the seed before it runs) and its export at the fit end
+    ([Stage("search", 2, "pit")], 2),
+    # warmup and search share one search network; its export fine-tunes
+    ([Stage("warmup", 2, "pit"), Stage("search", 3, "pit"), Stage("finetune", 1)], 2),
+    # a search after a fine-tune converts the first export: two searches, two exports
+    ([Stage("search", 2, "pit"), Stage("finetune", 1), Stage("search", 2, "pit"),
+      Stage("finetune", 1)], 4),
+    # a quantised fine-tune adds its quantisation-aware copy
+    ([Stage("search", 2, "pit"), Stage("finetune", 1, quantize="int8")], 3),
+    # two searches in a row: the second converts the first's export
+    ([Stage("search", 2, "supernet"), Stage("search", 2, "pit")], 4),
+])  # fmt: skip
+def test_networks_counts_every_network_the_stage_list_runs(stages, networks) -> None:
+    assert StageClock(parse_stages(stages)).networks() == networks
+
+
+def test_networks_of_the_thesis_cascade() -> None:
+    """SuperNet search, its export fine-tuned, PIT search on it, its export fine-tuned."""
+    assert StageClock(cascade_stages(2, 2, 2, warmup=1)).networks() == 4
+    assert StageClock(cascade_stages(2, 2, 2, intermediate_finetune=0)).networks() == 4

@@ -59,21 +59,22 @@ class PerEpoch(Callback):
         self.seen.append(self.graphs.count)
 
 
-def fit(compiled: bool) -> tuple[DNASCallback, list[int]]:
+def fit(compiled: bool, epochs: int = 2) -> tuple[DNASCallback, list[int]]:
     torch._dynamo.reset()
     L.seed_everything(0)
     train, val = loaders()
-    dnas = DNASCallback("pit", warmup_epochs=2, search_epochs=2, finetune_epochs=2,
-                        arch_lr=0.05, strength=3e-3, export_dir=False)  # fmt: skip
+    dnas = DNASCallback("pit", warmup_epochs=epochs, search_epochs=epochs,
+                        finetune_epochs=epochs, arch_lr=0.05, strength=3e-3,
+                        export_dir=False)  # fmt: skip
     module = PlainClassifier(TinyTCN())
     graphs = NetworkGraphs()
-    epochs = PerEpoch(graphs)
-    trainer = L.Trainer(max_epochs=6, callbacks=[dnas, epochs], logger=False,
+    per_epoch = PerEpoch(graphs)
+    trainer = L.Trainer(max_epochs=3 * epochs, callbacks=[dnas, per_epoch], logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(torch.compile(module, backend=graphs) if compiled else module, train, val)
     torch._dynamo.reset()
-    return dnas, epochs.seen
+    return dnas, per_epoch.seen
 
 
 def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_architecture():
@@ -88,3 +89,15 @@ def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_archi
     assert got.keys() == want.keys()
     for key, value in want.items():
         torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_recompile_limit_below_the_fits_network_count_is_raised(monkeypatch, caplog):
+    """With dynamo's cap at one entry per frame, the fine-tune's exported network (the
+    fit's second network) would run eagerly; the callback raises the cap to the 2 networks
+    of this stage list before the first step, says so, and both networks compile."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    with caplog.at_level("INFO"):
+        _, seen = fit(compiled=True, epochs=1)
+    assert seen == [2, 2, 4]  # training + validation graph per network
+    assert torch._dynamo.config.recompile_limit == 2
+    assert "raised torch._dynamo.config.recompile_limit from 1 to 2" in caplog.text
