@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch.nn.parallel import DistributedDataParallel
+
+# Lightning's CombinedLoader (every fit's loader setup) flattens the loaders with its own
+# copy of torch's tree_flatten (lightning/pytorch/utilities/_pytree.py), which builds a
+# `LeafSpec()`: deprecated by torch 2.14 with a FutureWarning, printed again after each
+# `warnings.catch_warnings()` (Lightning issue #21326). Nothing a user's code can change:
+# that one message from that one module is silenced, any other warning still shows.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                        category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
 
 # -- reading the trainer ------------------------------------------------------------------
 
