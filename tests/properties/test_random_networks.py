@@ -188,6 +188,19 @@ class BatchNormAct(nn.BatchNorm2d):
         return self.act(y)
 
 
+class GroupNormAct(nn.GroupNorm):
+    """timm's GroupNormAct in small: a GroupNorm subclass whose own forward calls
+    ``F.group_norm`` on its tensors and ``num_groups``, then an activation."""
+
+    def __init__(self, groups: int, c: int) -> None:
+        super().__init__(groups, c)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.act(nn.functional.group_norm(x, self.num_groups, self.weight, self.bias,
+                                                 self.eps))  # fmt: skip
+
+
 @st.composite
 def networks(draw):
     c = draw(st.integers(2, 6))
@@ -196,7 +209,7 @@ def networks(draw):
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["conv", "res", "dw", "cat", "gate", "grouped", "chunk",
                                      "channels_last", "layer_norm", "cut", "cat_add",
-                                     "norm_act"]))  # fmt: skip
+                                     "norm_act", "group_norm"]))  # fmt: skip
         if kind == "conv":
             nxt = draw(st.integers(2, 6))
             layers.append(ConvBlock(cin, nxt, draw(st.sampled_from([1, 3])),
@@ -243,6 +256,10 @@ def networks(draw):
             nxt = draw(st.integers(2, 6))
             layers += [nn.Conv2d(cin, nxt, 3, padding=1), BatchNormAct(nxt)]
             cin = nxt
+        elif kind == "group_norm":  # on the previous block's channels: may straddle groups
+            groups = draw(st.sampled_from([g for g in (1, 2, 3) if cin % g == 0]))
+            norm = GroupNormAct if draw(st.booleans()) else nn.GroupNorm
+            layers.append(norm(groups, cin))
         else:
             layers.append(Gate(cin))
     if draw(st.booleans()):

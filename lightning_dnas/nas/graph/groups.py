@@ -59,6 +59,18 @@ class GroupTable:
         root = self.g.root(group)
         self.g.group_unit[root] = math.lcm(self.g.group_unit.get(root, 1), unit)
 
+    def tie_units(self, layout: Layout, width: int, reason: str) -> None:
+        """Search the channels of ``layout`` in whole units of ``width`` consecutive
+        channels (the groups of a grouped conv or of a GroupNorm): each segment's group is
+        coarsened to ``width``; frozen with ``reason`` when a unit would straddle two
+        segments or a channel spans several features (``rep > 1``)."""
+        offsets = itertools.accumulate((s.size * s.rep for s in layout.segments), initial=0)
+        if any(o % width for o in offsets) or any(s.rep != 1 and width > 1
+                                                  for s in layout.segments):  # fmt: skip
+            self.freeze(layout, reason)
+        for seg in layout.segments:
+            self.coarsen(seg.group, width)
+
     def freeze(self, layout: Layout | None, reason: str, warn: bool = True) -> None:
         """Keep every group of ``layout`` whole, recording ``reason`` for the warning."""
         if layout is None:

@@ -121,11 +121,12 @@ OPS: dict[str, Op] = {
     # Channel producers and per-channel companions: modules only.
     "conv": _op("conv", "never", nn.Conv1d, nn.Conv2d, nn.Conv3d, exact=False, function=False),
     "linear": _op("linear", "never", nn.Linear, exact=False, function=False),
-    # F.batch_norm is understood inside a BatchNorm subclass traced through (timm's
-    # BatchNormAct2d) on that module's own tensors: rules/norms.py.
+    # F.batch_norm / F.group_norm are understood inside a BatchNorm / GroupNorm subclass
+    # traced through (timm's BatchNormAct2d, GroupNormAct) on that module's own tensors:
+    # rules/norms.py.
     "batch_norm": _op("norm", "never", _BN, exact=False),
     "instance_norm": _op("norm", "never", _IN, exact=False, function=False),
-    "group_norm": _op("norm", "never", nn.GroupNorm, exact=False, function=False),
+    "group_norm": _op("norm", "never", nn.GroupNorm, exact=False),
     "prelu": _op("prelu", "input", nn.PReLU, function=False),
     "layer_norm": _op("layer_norm", "never", nn.LayerNorm),
 }
@@ -218,12 +219,11 @@ def is_channel_prelu(module: nn.Module) -> bool:
     return type(module) is nn.PReLU and module.num_parameters > 1
 
 
-def is_channel_norm(module: nn.Module) -> bool:
-    """A norm whose statistics never mix channels (BatchNorm, InstanceNorm, a GroupNorm with
-    one channel per group): a per-channel companion on dim 1."""
-    if isinstance(module, nn.GroupNorm):
-        return module.num_groups == module.num_channels
-    return isinstance(module, NORM_TYPES)
+def is_affine_norm(module: nn.Module) -> bool:
+    """A norm masked through its affine parameters, ``norm(x) * m`` computed with ``w * m``
+    and ``b * m``: BatchNorm, InstanceNorm (statistics per channel) and GroupNorm (searched
+    in whole groups: the statistics of a kept group never read a pruned channel)."""
+    return isinstance(module, (*NORM_TYPES, nn.GroupNorm))
 
 
 def calling_module(node: fx.Node) -> str:

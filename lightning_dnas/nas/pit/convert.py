@@ -17,7 +17,7 @@ from torch import fx, nn
 
 from ..graph.channel_graph import ChannelGraph, LayerCall
 from ..graph.channel_layout import Layout
-from ..graph.ops import OPS, is_channel_norm, is_channel_prelu, module_op, nodes_in, op_name
+from ..graph.ops import OPS, is_affine_norm, is_channel_prelu, module_op, nodes_in, op_name
 from ..modules import set_submodule
 from .layers import (
     ChannelVector,
@@ -94,7 +94,7 @@ class _Converter:
         name = self.companion_of.get(user)
         if name is None and user.op == "call_module":
             name = str(user.target)
-        return name if name is not None and is_channel_norm(self.modules[name]) else None
+        return name if name is not None and is_affine_norm(self.modules[name]) else None
 
     def fold_at_norm(self, calls: list[LayerCall]) -> bool:
         """Fold a layer's mask into the norm right after it when every call of the layer

@@ -157,12 +157,24 @@ def export_prelu(prelu: nn.PReLU, keep: Keep) -> nn.PReLU:
 
 
 def export_group_norm(norm: nn.GroupNorm, keep: Keep) -> nn.GroupNorm:
-    """Slice a GroupNorm with one channel per group to channels ``keep`` (trained affine,
-    every other attribute kept)."""
-    if norm.num_groups != norm.num_channels:
-        raise ValueError("only a GroupNorm with one channel per group can be sliced")
+    """Slice a GroupNorm of ``G`` groups of ``k = C / G`` channels to channels ``keep``,
+    which must be whole groups (``k`` consecutive channels starting at a multiple of ``k``,
+    as the search keeps them): a copy of the module (a subclass such as timm's GroupNormAct
+    keeps its class, activation and every attribute) with the trained affine parameters of
+    the kept channels and ``num_groups = len(keep) / k``. Each kept group normalises over the
+    same channels as before, so the copy computes the kept channels exactly."""
+    size = norm.num_channels // norm.num_groups
+    if keep is not None:
+        starts = keep[::size]
+        whole = len(keep) % size == 0 and all(
+            start % size == 0 and list(keep[i * size:(i + 1) * size]) == list(
+                range(start, start + size)) for i, start in enumerate(starts))  # fmt: skip
+        if not whole:
+            raise ValueError(f"a GroupNorm of {norm.num_groups} groups of {size} channels "
+                             f"keeps whole groups only, not channels {list(keep)}")  # fmt: skip
     new = _sliced_copy(norm, ("weight", "bias"), keep, norm.num_channels)
-    new.num_channels = new.num_groups = _count(keep, norm.num_channels)
+    new.num_channels = _count(keep, norm.num_channels)
+    new.num_groups = new.num_channels // size
     return new
 
 

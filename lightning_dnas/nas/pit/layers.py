@@ -16,7 +16,7 @@ under that prefix), so training the search network trains the original weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -137,24 +137,33 @@ class MaskedLinear(nn.Module):
         return F.linear(x, weight, bias)
 
 
-class _MaskedAffineMode(TorchFunctionMode):
-    """Turns the ``F.batch_norm`` calls on ``norm``'s own weight into calls with the masked
-    ``weight`` and ``bias`` while ``norm``'s own forward runs (a BatchNorm subclass such as
-    timm's BatchNormAct2d: its running-statistics bookkeeping, drop and activation stay its
-    own); counts them in ``calls``."""
+# The positional parameters of the norm functions whose affine parameters are masked.
+_AFFINE_CALLS = {
+    F.batch_norm: ("input", "running_mean", "running_var", "weight", "bias"),
+    F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
+}
 
-    def __init__(self, norm: nn.Module, weight: Tensor, bias: Tensor | None) -> None:
+
+class _MaskedAffineMode(TorchFunctionMode):
+    """Turns the ``F.batch_norm`` / ``F.group_norm`` calls (``func``) on ``norm``'s own
+    weight into calls with the masked ``weight`` and ``bias`` while ``norm``'s own forward
+    runs (a BatchNorm / GroupNorm subclass such as timm's BatchNormAct2d or GroupNormAct: its
+    running-statistics bookkeeping, drop and activation stay its own); counts them in
+    ``calls``."""
+
+    def __init__(
+        self, norm: nn.Module, func: Callable[..., Tensor], weight: Tensor, bias: Tensor | None
+    ) -> None:
         super().__init__()
-        self.norm, self.weight, self.bias, self.calls = norm, weight, bias, 0
+        self.norm, self.func, self.weight, self.bias, self.calls = norm, func, weight, bias, 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.batch_norm:
+        if func is not self.func:
             return func(*args, **kwargs)
-        names = ("input", "running_mean", "running_var", "weight", "bias")
-        call = dict(zip(names, args, strict=False)) | kwargs
+        call = dict(zip(_AFFINE_CALLS[func], args, strict=False)) | kwargs
         if call.get("weight") is not self.norm.weight or call.get("bias") is not self.norm.bias:
-            raise RuntimeError(f"{type(self.norm).__name__} called F.batch_norm on other "
+            raise RuntimeError(f"{type(self.norm).__name__} called F.{func.__name__} on other "
                                "parameters than its own during the search")  # fmt: skip
         self.calls += 1
         rest = {k: v for k, v in call.items() if k not in ("weight", "bias")}
@@ -162,20 +171,23 @@ class _MaskedAffineMode(TorchFunctionMode):
 
 
 def runs_own_forward(norm: nn.Module) -> bool:
-    """Whether ``norm`` is a BatchNorm subclass defined outside torch.nn, whose forward may
-    add to the norm (timm's BatchNormAct2d: an activation)."""
-    return isinstance(norm, nn.modules.batchnorm._BatchNorm) and not (
+    """Whether ``norm`` is a BatchNorm / GroupNorm subclass defined outside torch.nn, whose
+    forward may add to the norm (timm's BatchNormAct2d, GroupNormAct: an activation)."""
+    return isinstance(norm, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and not (
         type(norm).__module__.startswith("torch.nn."))
 
 
 class MaskedBatchNorm(nn.Module):
-    """A BatchNorm/InstanceNorm/per-channel GroupNorm whose affine parameters are multiplied
-    by a channel mask, so that pruned channels read exactly zero after it; running
-    statistics are the wrapped module's and are updated exactly as it would update them.
+    """A BatchNorm/InstanceNorm/GroupNorm whose affine parameters are multiplied by a
+    channel mask, so that pruned channels read exactly zero after it; running statistics
+    are the wrapped module's and are updated exactly as it would update them. A GroupNorm's
+    mask is constant over each of its groups (searched in whole groups): a kept group's
+    statistics are those of its exported copy.
 
-    A BatchNorm subclass defined outside torch.nn (timm's BatchNormAct2d) runs its own
-    forward, its ``F.batch_norm`` call given the masked parameters (:class:`_MaskedAffineMode`):
-    computing only the norm would drop what its forward adds (an activation)."""
+    A BatchNorm / GroupNorm subclass defined outside torch.nn (timm's BatchNormAct2d,
+    GroupNormAct) runs its own forward, its ``F.batch_norm`` / ``F.group_norm`` call given
+    the masked parameters (:class:`_MaskedAffineMode`): computing only the norm would drop
+    what its forward adds (an activation)."""
 
     # The mask scales the affine parameters only (see MaskedConv.layout_free).
     layout_free = True
@@ -194,11 +206,13 @@ class MaskedBatchNorm(nn.Module):
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
         if self._own_forward:
-            mode = _MaskedAffineMode(bn, weight, bias)
+            func = F.group_norm if self._group else F.batch_norm
+            mode = _MaskedAffineMode(bn, func, weight, bias)
             with mode:
                 out = bn(x)
             if not mode.calls:  # the mask was never applied: the search would be wrong
-                raise RuntimeError(f"{type(bn).__name__}'s forward did not call F.batch_norm")
+                raise RuntimeError(f"{type(bn).__name__}'s forward did not call "
+                                   f"F.{func.__name__}")  # fmt: skip
             return out
         if self._group:
             return F.group_norm(x, bn.num_groups, weight, bias, bn.eps)

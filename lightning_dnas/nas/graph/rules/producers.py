@@ -33,14 +33,7 @@ def conv(
         # Depthwise (width 1) or grouped conv: output group g reads input group g only,
         # so it keeps its producer's channels, searched in whole groups of `width`.
         out = src if src is not None else groups.fresh(1, module.out_channels)
-        offsets = [0]
-        for seg in out.segments:
-            offsets.append(offsets[-1] + seg.size * seg.rep)
-        if any(o % width for o in offsets) or any(s.rep != 1 and width > 1
-                                                  for s in out.segments):  # fmt: skip
-            groups.freeze(out, f"`{node.name}` (grouped conv across channel groups)")
-        for seg in out.segments:
-            groups.coarsen(seg.group, width)
+        groups.tie_units(out, width, f"`{node.name}` (grouped conv across channel groups)")
         if not an.searchable_layer(target, module):
             groups.freeze_silently(out)
         kind = "depthwise" if width == 1 else "grouped"
