@@ -11,6 +11,12 @@ still calls ``self.backbone(x)`` and ``self.head(...)``.
 
 A path (``str``) is the single-network case, unchanged: :func:`gather` and :func:`place`
 then get and set that one submodule.
+
+Quantisation-aware training prepares each part on its own (:func:`prepare_qat_parts`):
+torch.fx would trace the owner's ``forward`` into one graph that no attribute could hold,
+so each part becomes a :class:`~lightning_dnas.quantize.QATNetwork` traced on the input
+the group's ``forward`` gives it (:func:`part_inputs`), and the glue between the parts in
+the owner's ``forward`` (a mean, a reshape) stays float.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .nas.engine import DNAS
 from .nas.modules import set_submodule
@@ -120,5 +127,57 @@ def problem(owner: nn.Module, names: Sequence[str]) -> str | None:
     return None
 
 
-__all__ = ["MASKS", "Network", "NetworkGroup", "gather", "group_class", "group_of", "place",
-           "problem"]
+def part_inputs(group: NetworkGroup, example: Any) -> dict[str, tuple[Any, ...]]:
+    """The positional arguments each part of ``group`` is called with when the group runs
+    on ``example`` (in eval mode, without gradients: no BatchNorm statistic or observer
+    range moves; the modes are set back after). A part called twice: its first call.
+    A ValueError names a part the group's ``forward`` does not call, or calls with
+    keyword arguments."""
+    seen: dict[str, tuple[Any, ...]] = {}
+    hooks = []
+    for name in group.names:
+
+        def record(module: nn.Module, args: tuple, kwargs: dict, name: str = name) -> None:
+            if kwargs:
+                raise ValueError(f"`{name}` is called with keyword arguments {sorted(kwargs)}: "
+                                 "its quantisation-aware version takes positional inputs")
+            seen.setdefault(name, args)
+
+        hooks.append(group.get_submodule(name).register_forward_pre_hook(record,
+                                                                          with_kwargs=True))
+    modes = {m: m.training for m in group.modules()}
+    try:
+        group.eval()
+        with torch.no_grad():
+            group(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    missing = [n for n in group.names if n not in seen]
+    if missing:
+        raise ValueError(f"the forward of {type(group).__name__} does not call {missing}")
+    return seen
+
+
+def prepare_qat_parts(group: NetworkGroup, example: Any, quantize: str) -> NetworkGroup:
+    """``group`` with each part replaced by its quantisation-aware version
+    (:func:`~lightning_dnas.quantize.prepare_qat` of a copy of the part, traced and
+    calibrated on the input :func:`part_inputs` finds for it); returns ``group``. A part
+    must take one tensor (its int8 ONNX has one input): else a
+    :class:`~lightning_dnas.quantize.QuantizationError` naming it."""
+    from .quantize.qat import QuantizationError, prepare_qat  # torch.ao: only when needed
+
+    for name, args in part_inputs(group, example).items():
+        if len(args) != 1 or not isinstance(args[0], Tensor):
+            raise QuantizationError(
+                f"`{name}` is called with {len(args)} inputs of types "
+                f"{[type(a).__name__ for a in args]}: a quantisation-aware part takes one "
+                "tensor (quantize one network, or list modules that each take one tensor)")
+        set_submodule(group, name, prepare_qat(group.get_submodule(name), args[0], quantize))
+    return group
+
+
+__all__ = ["MASKS", "Network", "NetworkGroup", "gather", "group_class", "group_of",
+           "part_inputs", "place", "prepare_qat_parts", "problem"]

@@ -29,7 +29,7 @@ from .nas.engine import DNAS
 from .nas.methods import get_method
 from .nas.modules import set_submodule
 from .nas.spec import apply_arch
-from .network_group import Network, gather, group_of, place
+from .network_group import Network, NetworkGroup, gather, group_of, place, prepare_qat_parts
 
 # The entry's name is its own error message: a loader without the structure hooks
 # (``Module.load_from_checkpoint``, a Trainer without the callback) reports it verbatim as
@@ -131,11 +131,15 @@ def build_network(
     """A new network of the recorded structure: a copy of ``seed`` with every recorded
     architecture applied in turn, then converted with the recorded search method (if any).
     The weights are the seed's; a checkpoint's ``state_dict`` fits it exactly. A
-    quantised structure is the plain network prepared for quantisation-aware training."""
+    quantised structure is the plain network prepared for quantisation-aware training
+    (several modules, ``seed`` their group: each part prepared on its own,
+    :func:`~lightning_dnas.network_group.prepare_qat_parts`)."""
     net = copy.deepcopy(seed)
     for spec in structure.applied:
         net = apply_arch(net, spec)
     if structure.quantize is not None:
+        if isinstance(net, NetworkGroup):  # several modules: each part prepared on its own
+            return prepare_qat_parts(net, example, structure.quantize)
         from .quantize.qat import prepare_qat  # torch.ao's QAT flow: only when needed
 
         return prepare_qat(net, example, structure.quantize)

@@ -134,7 +134,7 @@ class DNASCallback(Callback):
         self.softmax, self.temperature = softmax, temperature
         self.arch_lr, self.arch_optimizer_factory = arch_lr, arch_optimizer
         self.search_mode, self.monitor, self.mode = search_mode, monitor, mode
-        self.network, self.example_input = config.network_arg(network, self.stages), example_input
+        self.network, self.example_input = config.network_arg(network), example_input
         self.converter = dict(converter or {})
         self.export_dir, self.check_export = export_dir, check_export
         self.exported: nn.Module | None = None

@@ -64,23 +64,17 @@ def build_stages(method: str, stages: Sequence[Stage | Mapping[str, Any]] | None
     return parse_stages([*parsed[:-1], replace(last, quantize=quantize, name="")])
 
 
-def network_arg(network: str | Sequence[str] | None, stages: Sequence[Stage]) -> Network | None:
+def network_arg(network: str | Sequence[str] | None) -> Network | None:
     """``network=`` as the callback keeps it: ``None``, one attribute path, or a list of
     several searched together (a list of one is that path). A ValueError for an empty
-    list, a non-string entry or a repeated one, and for several networks with a
-    quantisation-aware stage (its torch.fx QAT network replaces one module)."""
+    list, a non-string entry or a repeated one."""
     if network is None or isinstance(network, str):
         return network
     names = list(network)
     if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
         raise ValueError(f"network must be an attribute path or a list of distinct paths, "
                          f"got {network!r}")  # fmt: skip
-    if len(names) == 1:
-        return names[0]
-    if any(stage.quantize is not None for stage in stages):
-        raise ValueError(f"quantize with several networks ({names}) is not supported: the "
-                         "quantisation-aware network is one torch.fx module; search one network")
-    return names
+    return names[0] if len(names) == 1 else names
 
 
 def check_arguments(softmax: str | None, search_mode: str, mode: str) -> None:

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from ..nas.engine import DNAS
 from ..nas.methods import METHODS
-from ..nas.modules import set_submodule
-from ..network_group import Network, gather, place
+from ..network_group import Network, gather, place, prepare_qat_parts
 from ..quantize.qat import QATNetwork, prepare_qat
 from ..restore import NetworkStructure, StructureKeeper, encode_options, example_record
 from .config import already_searching, check_networks, group_trace_errors
@@ -112,21 +111,28 @@ def searchable(search: DNAS) -> dict[str, int]:
 def quantize(module: nn.Module, keeper: StructureKeeper | None, kind: str | None) -> bool:
     """Replace the plain network in ``module`` (where ``keeper`` records it) by its
     quantisation-aware version (:func:`~lightning_dnas.quantize.prepare_qat`, ``kind`` e.g.
-    ``"int8"``, the keeper's example input calibrating its ranges), on the network's
-    device, and record the new structure; ``kind`` None (a float stage) or a network
-    already prepared: nothing. Returns whether the network changed."""
+    ``"int8"``, the keeper's example input calibrating its ranges; several modules: each
+    part prepared on the input the module's ``forward`` gives it,
+    :func:`~lightning_dnas.network_group.prepare_qat_parts`), on the network's device, and
+    record the new structure; ``kind`` None (a float stage) or a network already prepared:
+    nothing. Returns whether the network changed."""
     if kind is None or keeper is None:
         return False
-    path = keeper.structure.network
-    net = module.get_submodule(path)
-    if isinstance(net, QATNetwork):
+    where = keeper.structure.network
+    net = gather(module, where)
+    parts = [net] if isinstance(where, str) else [net.get_submodule(n) for n in where]
+    if all(isinstance(part, QATNetwork) for part in parts):
         return False
     device = next(net.parameters()).device
-    qat = prepare_qat(net, to_device(keeper.example, device), kind)
+    example = to_device(keeper.example, device)
+    if isinstance(where, str):
+        qat: nn.Module = prepare_qat(net, example, kind)
+    else:
+        qat = prepare_qat_parts(net, example, kind)  # type: ignore[arg-type]
     structure = copy.deepcopy(keeper.structure)
     structure.quantize = kind
     keeper.structure = structure
-    set_submodule(module, path, qat)
+    place(module, where, qat)
     return True
 
 

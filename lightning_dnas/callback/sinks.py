@@ -5,7 +5,8 @@ found") produces a record (the :attr:`~lightning_dnas.DNASCallback.history` entr
 method, best epoch, costs, architecture spec) and the plain network. This module writes
 them: :func:`write_export_files` (``<stage>.json`` and ``<stage>.pt``) and
 :func:`log_export_wandb` (tables, artifacts, run summary); at the end of a fit whose last
-stage is quantisation-aware, :func:`write_int8` (``<stage>.int8.onnx``). ONNX export is
+stage is quantisation-aware, :func:`write_int8` (``<stage>.int8.onnx``, one per part for
+several modules). ONNX export is
 :mod:`lightning_dnas.onnx_export`, which the callback does not call.
 """
 
@@ -21,6 +22,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from ..network_group import part_inputs
 from ..restore import NetworkStructure, save_network
 from .notes import export_summary
 
@@ -123,9 +125,11 @@ def write_int8(trainer: Any, dnas: Any) -> None:
     quantisation-aware, on global rank zero: write its int8 network as
     ``<export dir>/<stage>.int8.onnx`` (QDQ, checked with onnxruntime:
     :func:`~lightning_dnas.quantize.export_int8_onnx`) and keep the
-    :class:`~lightning_dnas.quantize.Int8Export` report in ``dnas.int8``. Without the
-    ``onnx`` extra, or with ``export_dir=False``, a warning says that nothing was written
-    (the fit itself needs neither)."""
+    :class:`~lightning_dnas.quantize.Int8Export` report in ``dnas.int8``. Several modules
+    (``network=[...]``): one file per part, ``<stage>.<part>.int8.onnx``, each checked on
+    the input the module's ``forward`` gives that part, and ``dnas.int8`` a dict of their
+    reports by part. Without the ``onnx`` extra, or with ``export_dir=False``, a warning
+    says that nothing was written (the fit itself needs neither)."""
     stage = dnas.stage
     if stage.quantize is None or not trainer.is_global_zero:
         return
@@ -136,8 +140,14 @@ def write_int8(trainer: Any, dnas: Any) -> None:
     from ..quantize.onnx_qdq import export_int8_onnx
 
     try:
-        dnas.int8 = export_int8_onnx(dnas.exported, dnas._example,
-                                     root / f"{stage.name}.int8.onnx")  # fmt: skip
+        if isinstance(dnas.network, str):
+            dnas.int8 = export_int8_onnx(dnas.exported, dnas._example,
+                                         root / f"{stage.name}.int8.onnx")  # fmt: skip
+            return
+        inputs = part_inputs(dnas.exported, dnas._example)
+        dnas.int8 = {name: export_int8_onnx(dnas.exported.get_submodule(name), inputs[name][0],
+                                            root / f"{stage.name}.{name}.int8.onnx")
+                     for name in dnas.network}  # fmt: skip
     except ModuleNotFoundError as err:
         rank_zero_warn(f"DNASCallback: int8 ONNX not written: {err}")
 

@@ -152,6 +152,11 @@ def prepare_qat(net: nn.Module, example_input: Tensor, quantize: str = "int8",
         raise QuantizationError("prepare_qat needs quantize, got None")
     qconfig, backend = _qconfig_and_backend()
     model = copy.deepcopy(net).train()  # prepare_qat_fx needs training mode and edits in place
+    if not any(True for _ in model.children()):
+        # torch.fx traces a root module's own forward, so a bare layer (an nn.Linear head of
+        # several networks) would become a functional call on its parameters, which no
+        # pattern quantises: as a child it is one call_module, fused and quantised.
+        model = nn.Sequential(model)
     try:
         with warnings.catch_warnings():
             # the deprecation banner (see _deprecated_api); the rest is kept

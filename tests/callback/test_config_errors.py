@@ -74,8 +74,6 @@ INIT: dict[str, dict[str, Any]] = {
     "`mode` neither `\"min\"` nor `\"max\"`": dict(mode="lowest"),
     "`network=` an empty list, or a list with an entry that is not a string or is repeated":
         dict(network=[]),
-    "several networks (`network=[...]`) with `quantize`": dict(network=["net", "acc"],
-                                                                 quantize="int8"),
 }  # fmt: skip
 
 # -- the triggers: setup("fit") -----------------------------------------------------------
