@@ -23,6 +23,8 @@ from .equivalence import assert_same_function
 from .graph.analyse import analyse
 from .graph.channel_graph import ChannelGraph, LayerCall
 from .graph.channel_layout import Layout
+from .graph.cuts import cut_widths
+from .graph.ops import op_name
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
 from .pit.layers import unwrap_masked
@@ -246,7 +248,22 @@ class DNAS(SearchCosts, nn.Module):
                 sizes[name] = kept
         if sizes:
             spec["sizes"] = sizes
+        cuts = self._cut_entries()
+        if cuts:
+            spec["cuts"] = cuts
         return spec
+
+    def _cut_entries(self) -> dict[str, list[dict[str, Any]]]:
+        """Cuts at constant positions whose constants no longer cut the kept pieces, by module."""
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for (owner, call), site in self._graph.cuts.items():
+            kept = [p.width if (k := self._kept(p)) is None else len(k) for p in site.pieces]
+            if self._exported(owner) and cut_widths(site.node, sum(kept), site.entry) != kept:
+                entries.setdefault(owner, []).append(
+                    {"call": call, "op": op_name(site.node), "node": site.node.name,
+                     "widths": site.widths, "kept": kept}
+                    | ({} if site.entry is None else {"entry": site.entry}))  # fmt: skip
+        return entries
 
     def _parameter_entries(self) -> dict[str, Any]:
         """Per-channel parameters read directly by the forward, with their kept channels."""

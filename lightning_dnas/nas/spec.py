@@ -19,6 +19,16 @@ and broadcasts along the channel dim (layer scale, a learnable bias): cut to ``k
 of a ``torch.split`` of the channel dim (``{"blocks.1.0.conv_dw.splits": [5, 3]}``) to the
 kept width of each piece.
 
+``cuts`` (absent when nothing changes) lists, per module path (``""``: the network
+itself), the calls of that module's own forward that cut the channel dim at constant
+positions pruning moved (``torch.split(y, [8, 8], 1)``, ``y[:, :8]``, ``narrow``, ``chunk``
+into unequal pieces): ``{"blocks.1": [{"call": 4, "op": "split", "node": "split_2",
+"widths": [8, 8], "kept": [5, 6]}]}`` (``call``: position among the function and method
+calls of that forward; ``entry``: for a getitem, the slice's position in the index).
+``apply_arch`` replaces each such module by a ``torch.fx.GraphModule`` of its own forward
+(its submodules unchanged) cutting the kept widths instead, and logs why
+(:mod:`lightning_dnas.nas.graph.cuts`).
+
 ``null`` means "all kept". Export is ``apply_arch`` on a copy of the trained seed network,
 so a fresh seed network given the same spec has exactly the exported structure (and with the
 exported ``state_dict`` computes the same outputs).
@@ -26,11 +36,13 @@ exported ``state_dict`` computes the same outputs).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 from torch import nn
 
+from .graph.cuts import rewrite_forward
 from .modules import set_submodule
 from .pit.export import (
     export_conv,
@@ -44,14 +56,18 @@ from .pit.export import (
 from .supernet.module import SuperNetModule
 
 FORMAT = "lightning_dnas.arch/1"
+LOG = logging.getLogger(__name__)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Shrink ``model`` in place to the architecture ``spec`` (from ``search.arch()``) and
     return it: each listed Conv/Linear/norm layer is replaced by its sliced copy and each
-    listed parameter by its sliced copy, then each SuperNetModule by its chosen candidate,
-    keeping the model's own class and forward."""
+    listed parameter by its sliced copy, each module whose forward cuts the channels at
+    constant positions that pruning moved (``cuts``) by a ``torch.fx.GraphModule`` of its
+    forward cutting the kept widths, then each SuperNetModule by its chosen candidate,
+    keeping the model's own class and forward otherwise. Returns the model (a
+    GraphModule when the network's own forward is rewritten)."""
     if spec.get("format") != FORMAT:
         raise ValueError(
             f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
@@ -73,6 +89,7 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
         _slice_parameter(model, name, entry)
     for name, sizes in spec.get("sizes", {}).items():
         _set_sizes(model, name, sizes)
+    model = _rewrite_cuts(model, spec.get("cuts", {}))
     for name, choice in spec.get("choices", {}).items():
         module = model.get_submodule(name)
         if not isinstance(module, SuperNetModule):
@@ -81,6 +98,30 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
         if choice["name"] not in module.names:
             raise ValueError(f"`{name}` has candidates {module.names}, not {choice['name']!r}")
         set_submodule(model, name, module.candidates[choice["name"]])
+    return model
+
+
+def _rewrite_cuts(model: nn.Module, cuts: dict[str, list[dict[str, Any]]]) -> nn.Module:
+    """Replace each module of ``cuts`` (deepest first, so that an enclosing module traced
+    alone calls the rewritten one) by its rewritten forward; log which and why."""
+    for name in sorted(cuts, key=lambda n: -1 if n == "" else n.count("."), reverse=True):
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(f"the architecture rewrites the forward of `{name}`, absent "
+                             f"from {type(model).__name__}") from err  # fmt: skip
+        rewritten = rewrite_forward(module, cuts[name], name)
+        if name:
+            set_submodule(model, name, rewritten)
+        else:
+            model = rewritten
+        moved = ", ".join(f"`{c['node']}` ({c['op']}: pieces {c['widths']} -> {c['kept']})"
+                          for c in cuts[name])  # fmt: skip
+        LOG.info(
+            "lightning_dnas: the forward of `%s` (%s) is exported as a torch.fx.GraphModule: "
+            "it cuts the channels at constant positions that pruning moved, rewritten to the "
+            "kept widths: %s", name or "the network", type(module).__name__, moved,
+        )  # fmt: skip
     return model
 
 

@@ -95,6 +95,8 @@ def finish_refinements(an: Analysis) -> None:
     g.companions = [(n, t, expand(lay)) for n, t, lay in g.companions]
     g.parameters = {t: (d, expand(lay)) for t, (d, lay) in g.parameters.items()}
     g.split_sizes = {a: [expand(p) for p in ps] for a, ps in g.split_sizes.items()}
+    for site in g.cuts.values():
+        site.pieces = [expand(p) for p in site.pieces]
     g.freeze_events = [(r, an.groups.expand_groups(gs)) for r, gs in g.freeze_events]
     g.frozen_silently = set(an.groups.expand_groups(sorted(g.frozen_silently)))
 

@@ -30,6 +30,20 @@ class LayerCall:
 
 
 @dataclass
+class CutSite:
+    """A call cutting the channel dim at constant positions (:mod:`.cuts`) whose pieces
+    are searched: the export moves its constants to the kept widths. ``node`` is the call
+    (the first, for a module called more than once), ``entry`` the position of the slice
+    in a getitem's index (None otherwise), ``widths`` the pieces' widths and ``pieces``
+    their layouts."""
+
+    node: fx.Node
+    entry: int | None
+    widths: list[int]
+    pieces: list[Layout]
+
+
+@dataclass
 class ChannelGraph:
     """Result of :func:`~lightning_dnas.nas.graph.analyse.analyse`: layouts per node, layer
     calls, norms (companions), the join node of each joined module, groups and their
@@ -40,7 +54,9 @@ class ChannelGraph:
     get_attr that an elementwise op broadcasts along the channel dim, ``{dotted name: (dim
     of the tensor holding channels, layout)}``: both are sliced on export. ``split_sizes``
     maps a module attribute holding explicit split sizes (timm MixNet's ``self.splits``)
-    to the layouts of the pieces: the export sets it to their kept widths.
+    to the layouts of the pieces: the export sets it to their kept widths. ``cuts`` maps
+    (module path, position among the calls of its own code) to each searched cut at
+    constant positions (:class:`CutSite`): the export rewrites that module's forward.
     ``pieces`` holds the layouts inside tuple-valued nodes (the pieces of a split/chunk,
     the fields of a namedtuple), None for an untracked piece. ``joins`` maps the ``key`` of
     each :func:`~lightning_dnas.nas.graph.ops.join` node to it. ``frozen_silently`` lists
@@ -54,6 +70,7 @@ class ChannelGraph:
     companions: list[tuple[fx.Node, str, Layout]] = field(default_factory=list)
     parameters: dict[str, tuple[int, Layout]] = field(default_factory=dict)
     split_sizes: dict[str, list[Layout]] = field(default_factory=dict)
+    cuts: dict[tuple[str, int], CutSite] = field(default_factory=dict)
     joins: dict[str, fx.Node] = field(default_factory=dict)
     group_size: dict[int, int] = field(default_factory=dict)
     group_unit: dict[int, int] = field(default_factory=dict)

@@ -9,8 +9,9 @@ from torch import fx, nn
 
 from .channel_graph import ChannelGraph
 from .channel_layout import Layout
+from .cuts import own_call_index, own_calls, own_graph
 from .groups import GroupTable
-from .ops import nodes_in, shape_of
+from .ops import calling_module, nodes_in, shape_of
 
 
 class Analysis:
@@ -40,6 +41,22 @@ class Analysis:
         # Values read from the shape of a tensor with channels: (its layout, whether the
         # value is the whole shape rather than the channel count itself).
         self.sizes: dict[fx.Node, tuple[Layout, bool]] = {}
+        # The calls of each module's own forward traced alone (None: it does not trace).
+        self.own_code: dict[str, list[fx.Node] | None] = {}
+
+    def cut_site(self, node: fx.Node, width: int, entry: int | None) -> tuple[str, int] | None:
+        """Where the export finds the cut ``node`` of a dim of ``width`` again: (path of the
+        module whose own forward makes it, position among that forward's calls), or None
+        when that module's forward traced alone does not make the same calls."""
+        owner = calling_module(node)
+        if owner not in self.own_code:
+            try:
+                self.own_code[owner] = own_calls(own_graph(self.modules[owner]).nodes)
+            except Exception:  # fx raises TraceError, TypeError...: not rewritable
+                self.own_code[owner] = None
+        alone = self.own_code[owner]
+        index = own_call_index(node, alone, width, entry) if alone is not None else None
+        return None if index is None else (owner, index)
 
     def layout(self, arg: Any) -> Layout | None:
         """Current layout of ``arg`` (None for an untracked value or a non-node)."""

@@ -1,14 +1,17 @@
 """Basic indexing moves the channel dim as dims are dropped or added before it. A slice of
-the channel dim with constant bounds keeps whole the channels before a bound that pruning
-would move (GhostNet's ``out[:, :k]``, DPN's ``x[:, :k]`` / ``x[:, k:]``); what an
-open-ended slice keeps after its start stays searchable. Any other index of the channel
-dim keeps those channels whole."""
+the channel dim with constant bounds (GhostNet's ``out[:, :k]``, DPN's ``x[:, :k]`` /
+``x[:, k:]``) cuts the group at its bounds into pieces searched apart, the export moving
+the bounds to the kept widths (the fallback, when the forward cannot be rewritten:
+tests/nas/graph/test_cuts.py). Any other index of the channel dim keeps those channels
+whole."""
+
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from tests.support import assert_faithful
+from tests.support import assert_faithful, randomize_masks
 
 X = torch.randn(2, 3, 6, 6)
 
@@ -48,23 +51,35 @@ def test_indexing_other_dims_or_all_channels_keeps_the_group(how):
     assert search.channel_masks["conv/0"].alpha.numel() == 6
 
 
-@pytest.mark.parametrize("how, width, kept_whole, searched", [
-    ("head", 4, 4, 2),  # channels 0-3 read at fixed positions; 4-5 read by nothing else
-    ("tail", 4, 2, 4),  # 2: still starts after channel 1 when 2-5 are pruned
-    ("middle", 2, 3, 3),  # 0-2 whole so that 1:3 still finds channels 1 and 2
+@pytest.mark.parametrize("how, width, pieces, bounds", [
+    ("head", 4, [0, 4, 2], (0, 4)),  # y[:, :4]: channels 0-3 read, 4-5 read by nothing
+    ("tail", 4, [2, 4, 0], (2, None)),  # y[:, 2:]
+    ("middle", 2, [1, 2, 3], (1, 3)),  # y[:, 1:3]
 ])  # fmt: skip
-def test_constant_channel_slice_keeps_the_channels_before_its_fixed_bound(
-    how, width, kept_whole, searched
-):
-    """The conv's group is cut at the slice bounds: the channels before the fixed bound
-    are frozen (one warning), the others form a searched group of their own."""
-    with pytest.warns(UserWarning, match="channels before a fixed slice bound"):
+def test_constant_channel_slice_is_searched_piece_by_piece(how, width, pieces, bounds):
+    """The conv's group is cut at the slice bounds into searched groups of the pieces'
+    widths, nothing frozen; the export's slice takes exactly the kept channels of
+    ``bounds`` (the head conv reads that many); the spec moves the bounds only when the
+    written ones, on the pruned width, would not cut the kept pieces."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing frozen
         search = assert_faithful(Indexed(how, width), X)
-    sizes = [m.alpha.numel() for m in search.channel_masks.values()]
-    assert sizes == [searched]
-    assert kept_whole + searched == 6
-    keep = search.arch()["modules"].get("conv.0", {}).get("out") or list(range(6))
-    assert keep[:kept_whole] == list(range(kept_whole))  # under the last random masks
+    assert sorted(m.alpha.numel() for m in search.channel_masks.values()) == sorted(
+        p for p in pieces if p)
+    randomize_masks(search, 4)
+    spec = search.arch()
+    out = spec["modules"].get("conv.0", {}).get("out") or list(range(6))
+    start, stop = bounds[0], bounds[1] or 6
+    kept = [sum(c < start for c in out), sum(start <= c < stop for c in out),
+            sum(c >= stop for c in out)]  # fmt: skip
+    exported = search.export()
+    assert exported.head.in_channels == kept[1]
+    n = sum(kept)  # the written slice on the pruned width
+    written = min(start, n), n if bounds[1] is None else min(stop, n)
+    moved = kept != [written[0], written[1] - written[0], n - written[1]]
+    assert spec.get("cuts") == ({"": [{"call": 0, "op": "getitem", "node": "getitem",
+                                       "widths": pieces, "kept": kept, "entry": 1}]}
+                                if moved else None)  # fmt: skip
 
 
 @pytest.mark.parametrize("how, width", [("step", 3), ("negative", 4)])

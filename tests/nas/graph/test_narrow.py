@@ -1,14 +1,15 @@
-"""``x.narrow(dim, start, length)``: on the channel dim a constant slice whose end is always
-fixed (narrow fails on a tensor shorter than ``start + length``): the channels before the
-end are kept whole, those after it searched. With the issue's other fixed-index examples
-(``y[:, :8]``, ``y[:, 8:]``, ``torch.split(y, 8, 1)``), the export keeps the user's forward
-and is rebuilt by ``apply_arch`` and written to ONNX."""
+"""``x.narrow(dim, start, length)``: on the channel dim a constant slice: the pieces before,
+inside and after it are searched apart and the export moves ``start`` and ``length``.
+With the issue's other fixed-index examples (``y[:, :8]``, ``y[:, 8:]``,
+``torch.split(y, 8, 1)``), the export (the user's class, or a ``torch.fx.GraphModule`` of
+its forward when a bound moved) is rebuilt by ``apply_arch`` and written to ONNX."""
 
 import json
+import warnings
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 
 from lightning_dnas import PIT, apply_arch, export_onnx
 from tests.support import assert_faithful, randomize_masks
@@ -52,17 +53,21 @@ def build(how: str) -> Cut:
     return model
 
 
-@pytest.mark.parametrize("how, kept_whole", [
-    ("narrow", 8),  # 0-7 read at fixed positions, 8-15 read by nothing else: searched
-    ("narrow_to_end", 16),  # the end 16 is fixed: pruning anything would make it fail
+@pytest.mark.parametrize("how, pieces", [
+    ("narrow", [8, 8]),  # narrow(1, 0, 8): 0-7 read, 8-15 read by nothing else
+    ("narrow_to_end", [8, 8]),  # narrow(1, 8, 8): 0-7 read by nothing else, 8-15 read
 ])  # fmt: skip
-def test_narrow_of_the_channel_dim_keeps_the_channels_before_its_end(how, kept_whole):
-    with pytest.warns(UserWarning, match="channels before a fixed narrow bound"):
+def test_narrow_of_the_channel_dim_searches_every_piece(how, pieces):
+    """The group is cut at start and start + length into searched groups, nothing frozen;
+    the exported narrow reads exactly the kept channels of [start, start + length)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         search = assert_faithful(build(how), X)
-    searched = sum(m.alpha.numel() for m in search.channel_masks.values())
-    assert searched == 16 - kept_whole
-    keep = search.arch()["modules"].get("conv.0", {}).get("out") or list(range(16))
-    assert keep[:kept_whole] == list(range(kept_whole))
+    assert [m.alpha.numel() for m in search.channel_masks.values()] == pieces
+    randomize_masks(search, 1)
+    out = search.arch()["modules"]["conv.0"]["out"]
+    inside = range(0, 8) if how == "narrow" else range(8, 16)
+    assert search.export().head.in_channels == sum(c in inside for c in out)
 
 
 def test_narrow_of_another_dim_keeps_the_group():
@@ -78,14 +83,16 @@ def test_narrow_with_a_negative_start_freezes():
 
 @pytest.mark.parametrize("how", ["head", "tail", "narrow", "split"])
 def test_fixed_cuts_export_rebuild_and_run_in_onnx(how, tmp_path):
-    """Each example of the issue prunes something, and its export is the user's class:
-    ``apply_arch`` on a fresh copy rebuilds it and onnxruntime computes the same."""
+    """Each example of the issue is searched whole and prunes something; its export (a
+    GraphModule of the user's forward with the cut moved: these masks prune before every
+    bound) is rebuilt by ``apply_arch`` on a fresh copy and onnxruntime computes the same."""
     model = build(how)
-    with pytest.warns(UserWarning, match="fixed"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         search = PIT(model, X, cost="params")
     randomize_masks(search, 2)
     exported = search.export().eval()
-    assert type(exported) is Cut
+    assert isinstance(exported, fx.GraphModule) and "cuts" in search.arch()
     assert search.hard_cost("params") < sum(
         p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters())
     fresh = apply_arch(build(how), json.loads(json.dumps(search.arch())))

@@ -1,7 +1,9 @@
 """split / chunk / tensor_split / unbind: pieces carry slices of the channel groups.
 
 chunk(n) on the channel dim into n equal pieces is searched with the pieces tied to one
-mask (a pruned width is then still cut between the same channels); explicit sizes freeze.
+mask (a pruned width is then still cut between the same channels); other cuts at constant
+positions are searched piece by piece, the export moving them (literal sizes in more
+detail: test_split_literal.py).
 """
 
 import warnings
@@ -80,37 +82,34 @@ class Fixed(nn.Module):
         elif self.how == "split_int":
             p, q = y.split(3, 1)
         elif self.how == "chunk_uneven":
-            p, q = y.chunk(4, 1)[:2]  # 6 channels in chunks of 2: only 3 pieces
+            p, q, _ = y.chunk(4, 1)  # 6 channels in chunks of 2: only 3 pieces
         else:
             p, q = torch.tensor_split(y, [1], dim=1)
         return self.head(torch.cat([q, p, k], 1))
 
 
-@pytest.mark.parametrize("how", ["split_list", "chunk_uneven"])
-def test_sizes_that_must_add_up_to_the_width_freeze_the_split_channels(how):
+@pytest.mark.parametrize("how, pieces", [
+    ("split_list", [2, 4]),  # torch.split(y, [2, 4], 1)
+    ("chunk_uneven", [2, 2, 2]),  # chunk(4) of 6 channels: 3 pieces of 2
+    ("split_int", [3, 3]),  # y.split(3, 1)
+    ("tensor_indices", [1, 5]),  # tensor_split(y, [1], 1)
+])  # fmt: skip
+def test_constant_cuts_are_searched_piece_by_piece(how, pieces):
+    """Every piece of a's output is a searched group of its own (nothing frozen, nothing
+    tied), the export cutting the kept widths."""
     model = Fixed(how)
     model(X)
-    with pytest.warns(UserWarning, match="output channels of a are kept whole"):
-        search = assert_faithful(model, X)
-    assert set(search.channel_masks) == {"keep"}
-
-
-@pytest.mark.parametrize("how, kept_whole", [("split_int", 3), ("tensor_indices", 1)])
-def test_constant_cuts_with_an_open_last_piece_search_that_piece(how, kept_whole):
-    """split(y, 3) of 6 channels cuts at 3, tensor_split(y, [1]) at 1: the channels before
-    the cut are kept whole (the cut must stay between the same channels), the last piece
-    is a searched group of its own."""
-    model = Fixed(how)
-    model(X)
-    with pytest.warns(UserWarning, match="channels before a fixed split bound"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         search = assert_faithful(model, X)
     sizes = {k: m.alpha.numel() for k, m in search.channel_masks.items()}
-    assert sizes == {"keep": 4, "a:1": 6 - kept_whole}  # a's second part, a tail
+    assert sizes == {"keep": 4, **{"a" + (f":{i}" if i else ""): w
+                                   for i, w in enumerate(pieces)}}  # fmt: skip
 
 
 class Halves(nn.Module):
     """The issue's example: a 16-channel conv cut in fixed halves, each read by its own
-    conv: ``split(y, 8, 1)`` keeps the first half whole and searches the second."""
+    conv: ``split(y, 8, 1)``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,14 +121,19 @@ class Halves(nn.Module):
         return self.left(a) + self.right(b)
 
 
-def test_split_in_fixed_halves_searches_the_second_half():
+def test_split_in_fixed_halves_searches_both_halves():
     model = Halves()
     model(X)
-    with pytest.warns(UserWarning, match="channels before a fixed split bound"):
-        search = assert_faithful(model, X)
-    out = search.arch()["modules"]["conv.0"]["out"]
-    assert out[:8] == list(range(8)) and len(out) < 16  # under the last random masks
-    assert search.arch()["modules"]["right"]["in"] == [c - 8 for c in out[8:]]
+    search = assert_faithful(model, X)
+    assert [m.alpha.numel() for m in search.channel_masks.values()] == [8, 8]
+    spec = search.arch()
+    out = spec["modules"]["conv.0"]["out"]  # under the last random masks
+    kept = [sum(c < 8 for c in out), sum(c >= 8 for c in out)]
+    assert spec["modules"]["left"]["in"] == [c for c in out if c < 8]
+    assert spec["modules"]["right"]["in"] == [c - 8 for c in out if c >= 8]
+    # split(y, 8) still cuts the pruned width right only when the first half is whole.
+    assert spec.get("cuts") == (None if kept[0] == 8 else {"": [
+        {"call": 0, "op": "split", "node": "split", "widths": [8, 8], "kept": kept}]})
 
 
 class OtherDim(nn.Module):

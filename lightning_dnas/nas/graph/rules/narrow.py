@@ -1,9 +1,11 @@
 """``x.narrow(dim, start, length)``: on another dim the channels pass through; on the
-channel dim it is the constant slice ``x[:, start:start + length]`` (:mod:`.indexing`)
-except that its end is always fixed: ``narrow`` fails instead of clamping when the tensor
-is shorter than ``start + length``, so every channel before that end is kept whole and the
-channels after it stay searchable (``y.narrow(1, 0, 8)`` of 16 channels keeps 0-7, searches
-8-15). A negative or computed start or length keeps the channels whole."""
+channel dim it is the constant slice ``x[:, start:start + length]`` (:mod:`.indexing`):
+the pieces before, inside and after it are searched apart and the export moves ``start``
+and ``length`` to the kept widths. Where the forward cannot be rewritten its end is fixed
+(``narrow`` fails instead of clamping when the tensor is shorter than ``start +
+length``): every channel before that end is kept whole and the channels after it stay
+searchable (``y.narrow(1, 0, 8)`` of 16 channels keeps 0-7, searches 8-15). A negative
+or computed start or length keeps the channels whole."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ..channel_layout import Layout
 from ..context import Analysis
 from ..ops import arg, shape_of
 from ..registry import function_rule
-from .indexing import fixed_pieces
+from .indexing import fixed_pieces, searched_cut
 
 
 @function_rule("narrow")
@@ -30,7 +32,8 @@ def narrow(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout
     if not (type(start) is int and type(length) is int and start >= 0 and length > 0):
         return an.freeze_inputs(node, "narrow of the channel dim with computed bounds")
     stop = start + length
-    pieces = fixed_pieces(an, node, src, [start, stop], stop, "narrow")
+    pieces = searched_cut(an, node, src, [start, length, src.width - stop])
+    pieces = pieces or fixed_pieces(an, node, src, [start, stop], stop, "narrow")
     if pieces is None:
         return an.freeze_inputs(node, "narrow of the channel dim inside a channel's features")
     return pieces[1]

@@ -1,11 +1,16 @@
 """split/chunk/tensor_split/unbind: tuple values whose pieces carry layouts. On another
 dim every piece carries the input's groups; on the channel dim, ``chunk(n)`` (or
 ``tensor_split`` into n) in equal pieces is searched with the pieces tied to one mask,
-cutting (*refining*) a group in two where a piece boundary falls inside it. Constant cuts
-with an open last piece (``split(y, 8, 1)``, ``tensor_split(y, [8], 1)``) are searched like
-the constant slices of :mod:`.indexing`: groups cut at the bounds, the channels before the
-last cut kept whole, the last piece searched; explicit sizes (``split(y, [8, 8], 1)``) must
-keep adding up to the width: their channels are kept whole."""
+cutting (*refining*) a group in two where a piece boundary falls inside it, so the user's
+forward still cuts the pruned tensor in equal pieces. Explicit sizes held by a module
+attribute (timm MixNet's ``torch.split(x, self.splits, 1)``) are searched piece by piece,
+the export setting the attribute. Any other cut at constant positions (sizes written in
+the forward, ``torch.split(y, [8, 8], 1)``; ``split(y, 8, 1)``; ``chunk`` into unequal
+pieces; ``tensor_split`` at indices) is searched piece by piece too, the export rewriting
+the call to the kept sizes (:func:`.indexing.searched_cut`); where that forward cannot be
+rewritten, cuts with an open last piece keep the channels before the last cut whole and
+search that piece, and the rest freeze. ``unbind`` of the channel dim freezes: a pruned
+channel would remove one of its results."""
 
 from __future__ import annotations
 
@@ -17,14 +22,14 @@ from ..channel_layout import Layout, Segment
 from ..context import Analysis
 from ..ops import arg, calling_module, names, shape_of
 from ..registry import function_rule
-from .indexing import fixed_pieces
+from .indexing import fixed_pieces, searched_cut
 
 
 @function_rule(*names("split"))
 def split(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout | None:
     """Pieces of ``x.chunk(n, dim)`` and friends, in ``graph.pieces``. After pruning, tied
-    pieces stay equal, so the user's forward still cuts between them; explicit sizes (and
-    unequal pieces) no longer fit a pruned width: those channels are frozen."""
+    pieces stay equal, so the user's forward still cuts between them; other pieces are
+    cut at constant positions that the export moves (or the channels stay whole)."""
     shapes = node.meta.get("piece_shapes")
     if shapes is None:
         return an.freeze_inputs(node, f"{name} of unknown shape")
@@ -47,13 +52,15 @@ def split(an: Analysis, node: fx.Node, name: str, src: Layout | None) -> Layout 
     tied = None
     if relative and len(widths) == sections and len(set(widths)) == 1:
         tied = tie(an, src, widths[0], len(widths))
+    if tied is None and widths and min(widths) > 0 and name == "split":
+        tied = sizes_attribute(an, node, src, sections, widths)
+    if tied is None and widths:
+        tied = searched_cut(an, node, an.groups.expand(src) or src, widths)
     if tied is None and widths and min(widths) > 0 and open_ended(name, sections):
         # Constant bounds with an open last piece: like the slices of the same bounds.
         offsets = list(itertools.accumulate(widths[:-1]))
         fixed = offsets[-1] if offsets else 0
         tied = fixed_pieces(an, node, an.groups.expand(src) or src, offsets, fixed, "split")
-    if tied is None and widths and min(widths) > 0 and name == "split":
-        tied = sizes_attribute(an, node, src, sections, widths)
     if tied is None:  # (a failed tie may have refined groups of src: expand it)
         reason = f"`{node.name}` ({name} of the channel dim: fixed or unequal pieces)"
         an.groups.freeze(an.groups.expand(src), reason)
