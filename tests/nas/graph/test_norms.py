@@ -205,9 +205,8 @@ def group_norm_block(norm: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize("make", [
     lambda: nn.GroupNorm(4, 8), lambda: nn.GroupNorm(2, 8, eps=1e-3, affine=False),
-    lambda: nn.GroupNorm(1, 8), lambda: GroupNormAct(4, 8, nn.SiLU()),
-    lambda: GroupNormAct(2, 8, nn.Sigmoid(), eps=1e-3),
-], ids=["module", "no_affine", "one_group", "subclass_silu", "subclass_sigmoid"])  # fmt: skip
+    lambda: GroupNormAct(4, 8, nn.SiLU()), lambda: GroupNormAct(2, 8, nn.Sigmoid(), eps=1e-3),
+], ids=["module", "no_affine", "subclass_silu", "subclass_sigmoid"])  # fmt: skip
 def test_group_norm_is_searched_in_whole_groups(make):
     """One mask entry per group of the norm (8 / G), for the module and a subclass traced
     through; random masks export exactly (assert_faithful)."""
@@ -215,6 +214,14 @@ def test_group_norm_is_searched_in_whole_groups(make):
     search = assert_faithful(group_norm_block(norm), X)
     assert search.channel_masks["0"].alpha.numel() == norm.num_groups
     assert set(search.channel_masks) == {"0", "3"}
+
+
+def test_group_norm_of_one_group_freezes():
+    """One group normalises over every channel: its only unit would be the whole width, so
+    it is frozen with a warning that names it (timm's GroupNorm1 alike)."""
+    with pytest.warns(UserWarning, match="GroupNorm of one group.*channels of 0 are kept"):
+        search = assert_faithful(group_norm_block(nn.GroupNorm(1, 8)), X)
+    assert set(search.channel_masks) == {"3"}
 
 
 def test_group_norm_subclass_as_a_leaf_is_searched():

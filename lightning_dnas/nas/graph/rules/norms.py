@@ -7,7 +7,8 @@ searched in whole groups (its input's channel groups get units of ``k``), so tha
 group keeps every channel it normalised over and its statistics are unchanged; a removed
 group is zeroed by its affine parameters. The export is a copy with the kept groups
 (``num_groups`` the kept count, ``k`` channels each). A unit that would straddle two channel
-groups of the input freezes them.
+groups of the input freezes them, and so does a GroupNorm of one group (timm's GroupNorm1:
+its one unit is every channel).
 
 A BatchNorm / GroupNorm subclass outside torch.nn is traced through (timm's BatchNormAct2d,
 GroupNormAct, GroupNorm1: their forward is ``F.batch_norm`` / ``F.group_norm`` on their own
@@ -40,7 +41,11 @@ def norm_companion(
         an.whole_norms.add(target)
         an.groups.freeze(src, f"`{node.name}` (normalisation over a non-channel dim)")
         return src
-    if isinstance(module, nn.GroupNorm):
+    if isinstance(module, nn.GroupNorm) and module.num_groups == 1 < module.num_channels:
+        # One group: the only unit is every channel, searchable in name only. (Statistics
+        # over the kept channels, as for a LayerNorm, would search it: not implemented.)
+        an.groups.freeze(src, f"`{node.name}` (GroupNorm of one group)")
+    elif isinstance(module, nn.GroupNorm):
         an.groups.tie_units(src, module.num_channels // module.num_groups,
                             f"`{node.name}` (GroupNorm group across channel groups)")  # fmt: skip
     an.companion(node, target, src)
