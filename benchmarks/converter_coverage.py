@@ -460,10 +460,21 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   sliced to the kept channels, computes (`test_layer_norm.py`). Over more dims than the
   channels, or a bare `F.layer_norm`, it freezes. LayerNorm parameters are not counted by the
   cost models (like BatchNorm's).
-- **GroupNorm**: with one channel per group it is per-channel and searched like
-  InstanceNorm; with several channels per group (and `F.group_norm`) its statistics mix
-  channels: frozen (`test_norms.py`). BatchNorm/InstanceNorm are masked companions, a
-  per-channel PReLU is sliced on export.
+- **GroupNorm** (`nn.GroupNorm`, a subclass, timm's `GroupNormAct` / `GroupNorm` through
+  their `F.group_norm` on their own weight, bias and `num_groups`): searched in whole
+  groups. A norm of G groups of k = C/G channels gives its input's channel groups units of
+  k (one mask entry per norm group, tied through the layers that share the channels, as
+  for a grouped conv); the mask is folded into its affine parameters, so a removed group
+  reads zero and a kept one keeps every channel its statistics read: the export, a copy
+  of the module (class, activation, eps, every attribute) with the kept channels and
+  `num_groups` = kept / k, computes the same (`test_norms.py`). Pruning channels inside a
+  group would change its statistics (exact only with statistics over the kept channels,
+  as for LayerNorm, and every group keeping the same width): not done. A unit straddling
+  two channel groups of the input (`cat` of 3 + 5 channels into groups of 2), a GroupNorm
+  of one group (timm's `GroupNorm1`: its one unit is every channel), a bare `F.group_norm`
+  or one on other tensors or another group count than its module's: frozen. The forward
+  is assumed to pass the module's `num_groups` (the export changes it), as timm's do.
+  BatchNorm/InstanceNorm are masked companions, a per-channel PReLU is sliced on export.
 - **Linear subclasses** whose forward is exactly `F.linear(input, self.weight, self.bias)`
   (timm's `Linear` classifier): a Linear layer, searched and exported as `nn.Linear`; any
   other subclass is traced through and its `F.linear` freezes (`test_linear_subclass.py`).
@@ -708,14 +719,15 @@ def reasons(res: Result) -> str:
 
 HEADER = ("| model | input | params M | converts | convert s | groups | searchable layers "
           "| freeze warnings | init equal (rel diff) | search step (mask grads) "
-          "| export exact (rel diff) | export s | params kept | cost = export |")  # fmt: skip
+          "| export exact (rel diff) | export s | params kept | cost = export "
+          "| removable |")  # fmt: skip
 RULE = "|" + "---|" * (HEADER.count("|") - 1)
 
 
 def row(r: Result) -> str:
     if not r.converts:
         return (f"| {r.model} | {r.input} | {r.params_m:.1f} | **no**: {r.error} "
-                "| - | - | - | - | - | - | - | - | - | - |")  # fmt: skip
+                "| - | - | - | - | - | - | - | - | - | - | - |")  # fmt: skip
     close = "yes" if (r.init_rel_diff or 0) <= EQUAL_TOL else "**no**"
     equal = "yes (bitwise)" if r.init_equal else f"{close} ({fmt(r.init_rel_diff, '.1e')})"
     if r.init_equal is None:
@@ -729,7 +741,8 @@ def row(r: Result) -> str:
     searchable = f"{r.searchable_layers}/{r.layers}"
     return (f"| {r.model} | {r.input} | {r.params_m:.1f} | yes | {fmt(r.convert_s)} | {r.groups} "
             f"| {searchable} | {len(r.warnings)} | {equal} | {step} | {export} "
-            f"| {fmt(r.export_s)} | {fmt(r.params_kept)} | {yes(r.cost_ok)} |")  # fmt: skip
+            f"| {fmt(r.export_s)} | {fmt(r.params_kept)} | {yes(r.cost_ok)} "
+            f"| {fmt(r.removable, '.3f')} |")  # fmt: skip
 
 
 def summary(results: list[Result]) -> list[str]:
@@ -770,6 +783,12 @@ def summary(results: list[Result]) -> list[str]:
             else ""
         ),
     ]
+    removable = sorted(r.removable for r in conv if r.removable is not None)
+    if removable:
+        lines.append(f"- removable fraction: median {removable[len(removable) // 2]:.3f}, "
+                     f"{sum(x >= 0.99 for x in removable)} of {len(removable)} models >= 0.99, "
+                     f"{sum(x < 0.9 for x in removable)} below 0.90 (lowest "
+                     f"{removable[0]:.3f})")  # fmt: skip
     causes: Counter[str] = Counter()
     models_by_cause: dict[str, list[str]] = {}
     for r in frozen:
@@ -874,7 +893,10 @@ def write_markdown(
         "- *export exact*: nas parameters set to `U[0,1)`, `export(check=True)`; relative "
         "difference exported vs masked network (eval mode);",
         "- *params kept*: `hard_cost('params')` after / before the random masks;",
-        "- *cost = export*: `hard_cost('params')` equals the exported Conv/Linear parameters.",
+        "- *cost = export*: `hard_cost('params')` equals the exported Conv/Linear parameters;",
+        "- *removable*: `1 - hard_cost('params')` with every mask at 0 (each channel group "
+        "keeps one unit) / at init: the share of the Conv/Linear parameters the search can "
+        "remove at most.",
         "",
         "## Results",
         "",
