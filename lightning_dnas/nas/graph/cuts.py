@@ -126,9 +126,19 @@ def own_graph(module: nn.Module) -> fx.Graph:
 
 
 def own_forward(module: nn.Module) -> fx.GraphModule:
-    """``module``'s own forward as a GraphModule of the same class name whose submodules
-    are the module's own (each called, not traced through); raises what fx raises."""
+    """``module``'s own forward as a GraphModule of the same class name holding the
+    module's own children (a ModuleList stays one, each called, not traced through),
+    parameters and buffers under the same names, so its ``state_dict`` has the module's
+    keys; raises what fx raises."""
     gm = fx.GraphModule(module, own_graph(module), type(module).__name__)
+    for name, child in module.named_children():
+        setattr(gm, name, child)  # GraphModule copies only the called ones, as nn.Modules
+    for name, param in module.named_parameters(recurse=False):
+        gm.register_parameter(name, param)
+    for name, buffer in module.named_buffers(recurse=False):
+        gm.__dict__.pop(name, None)  # copied as a plain attribute when the forward reads it
+        gm.register_buffer(name, buffer,
+                           persistent=name not in module._non_persistent_buffers_set)  # fmt: skip
     gm.train(module.training)
     return gm
 
