@@ -30,6 +30,7 @@ from lightning_dnas.data import MNIST1DDataModule
 from lightning_dnas.nas.budget import BudgetController
 from lightning_dnas.nas.budget.repair import _items, _set_tap_start, _tap_start
 from lightning_dnas.nas.engine import DNAS
+from lightning_dnas.network_group import gather
 from tests.nas.cost.dispatch_peak import dispatch_peak
 from tests.support import conv_linear_costs
 
@@ -56,20 +57,27 @@ def mnist1d_loaders(n: int = 200, batch: int = 32) -> Loaders:
 
 @dataclass
 class Fit:
-    """A finished budgeted fit: the module (its ``net`` is the exported network), the
-    callback, the search state right after the feasibility step and the warnings."""
+    """A finished budgeted fit: the module, the callback, the search state right after the
+    feasibility step and the warnings. :attr:`net` is the module's exported network."""
 
-    module: ClassificationModule
+    module: L.LightningModule
     dnas: DNASCallback
     final: DNAS | None
     warned: list[str] = field(default_factory=list)
+
+    @property
+    def net(self) -> nn.Module:
+        """The network in the module where the callback searched it (several modules:
+        their group, which computes the module's ``forward``)."""
+        return gather(self.module, self.dnas.network)  # type: ignore[arg-type]
 
 
 def budget_fit(monkeypatch: pytest.MonkeyPatch, net: nn.Module, loaders: Loaders,
                classes: int, **callback: Any) -> Fit:  # fmt: skip
     """``Trainer.fit`` with ``DNASCallback(**callback)`` (``finetune_epochs`` 0 unless given:
-    the fit ends with the export), Adam 1e-2 on the weights, arch_lr 1e-2 so that the
-    masks move within a few steps. Records a copy of the search network after
+    the fit ends with the export), Adam 1e-2 on the weights (``net`` a LightningModule:
+    that module, with its own optimizer), arch_lr 1e-2 so that the masks move within a
+    few steps. Records a copy of the search network after
     :meth:`BudgetController.finalize` (the state the export is made of)."""
     finals: list[DNAS] = []
     finalize = BudgetController.finalize
@@ -81,7 +89,8 @@ def budget_fit(monkeypatch: pytest.MonkeyPatch, net: nn.Module, loaders: Loaders
 
     monkeypatch.setattr(BudgetController, "finalize", recording)
     torch.manual_seed(0)
-    module = ClassificationModule(net, functools.partial(torch.optim.Adam, lr=1e-2), classes)
+    module = net if isinstance(net, L.LightningModule) else ClassificationModule(
+        net, functools.partial(torch.optim.Adam, lr=1e-2), classes)  # fmt: skip
     callback = {"finetune_epochs": 0, "arch_lr": 1e-2, "export_dir": False, **callback}
     dnas = DNASCallback(**callback)
     trainer = L.Trainer(callbacks=[dnas], logger=False, enable_checkpointing=False,
@@ -123,7 +132,7 @@ def assert_lands(fit: Fit, budgets: Mapping[str, float], x: torch.Tensor,
                  measured: Mapping[str, float] | None = None) -> dict[str, float]:  # fmt: skip
     """The landing check of the module docstring; returns the exported costs. ``measured``:
     the exported network's values of costs this module does not measure (a user's)."""
-    costs = {**exported_costs(fit.module.net, x), **(measured or {})}
+    costs = {**exported_costs(fit.net, x), **(measured or {})}
     for name, budget in budgets.items():
         assert costs[name] <= budget, (name, costs[name], budget)
     assert fit.final is not None, "no feasibility step ran"

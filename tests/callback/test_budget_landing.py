@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lightning_dnas import CostModel, cascade_stages
+from lightning_dnas.network_group import gather
 from lightning_dnas.zoo import DSCNN, Mnist1dSuperNet, Mnist1dTCN, ResNet8
 from tests.callback.budget_fits import (
     assert_lands,
@@ -21,6 +22,7 @@ from tests.callback.budget_fits import (
     random_loaders,
     seed_cost,
 )
+from tests.callback.two_part import NAMES, TwoPart
 
 FRACTIONS = [0.1, 0.25, 0.5]
 MNIST1D_X = torch.zeros(2, 1, 40)
@@ -114,3 +116,21 @@ def test_user_cost_model(monkeypatch):
                      budget={"weights": budget}, search_epochs=2)  # fmt: skip
     assert_lands(fit, {"weights": budget}, MNIST1D_X,
                  measured={"weights": _weight_count(fit.module.net)})
+
+
+def test_several_networks_land_on_their_combined_cost(monkeypatch):
+    """``network=["backbone", "head"]``: the budget is on the two modules together, the
+    head's params included (its inputs shrink with the backbone's last channels)."""
+    x = torch.zeros(2, 1, 16)
+    module = TwoPart()
+    seed = seed_cost(gather(module, NAMES), x, "params")
+    assert seed == (1 * 8 * 3 + 8) + (8 * 8 * 3 + 8) + (8 * 3 + 3)  # c1, c2, head by hand
+    budget = floor_to(0.4 * seed)
+    fit = budget_fit(monkeypatch, module, random_loaders((1, 16), 3), 3, network=NAMES,
+                     budget={"params": budget}, search_epochs=3)  # fmt: skip
+    costs = assert_lands(fit, {"params": budget}, x)  # measured on the group of both
+    assert fit.dnas.history[-1]["costs"]["params"] == costs["params"]
+    head = module.head
+    assert head.in_features == len(fit.dnas.history[-1]["arch"]["modules"]["backbone.c2"]["out"])
+    assert costs["params"] == (seed_cost(module.backbone, x, "params") + head.weight.numel()
+                               + head.bias.numel())  # fmt: skip

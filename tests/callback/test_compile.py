@@ -22,6 +22,7 @@ from torch import fx
 from lightning_dnas.callback import DNASCallback
 
 from .modules import Classifier, TinyTCN, loaders
+from .two_part import NAMES, TwoPart
 
 pytestmark = pytest.mark.compile
 
@@ -101,3 +102,35 @@ def test_a_recompile_limit_below_the_fits_network_count_is_raised(monkeypatch, c
     assert seen == [2, 2, 4]  # training + validation graph per network
     assert torch._dynamo.config.recompile_limit == 2
     assert "raised torch._dynamo.config.recompile_limit from 1 to 2" in caplog.text
+
+
+def test_several_networks_compiled_compile_once_per_network_and_find_the_eager_architecture():
+    """``network=["backbone", "head"]`` in a compiled module: the module's compiled
+    ``forward`` runs the parts the callback placed in its attributes (the masks each
+    binarize themselves in the graph), so the export swaps them as one network: once more
+    per frame, then nothing; the same architecture and weights as the eager fit."""
+
+    def several(compiled: bool) -> tuple[DNASCallback, list[int]]:
+        torch._dynamo.reset()
+        L.seed_everything(0)
+        dnas = DNASCallback("pit", network=NAMES, search_epochs=2, finetune_epochs=1,
+                            arch_lr=0.05, strength=1e-3, export_dir=False)  # fmt: skip
+        module, graphs = TwoPart(), NetworkGraphs()
+        epochs = PerEpoch(graphs)
+        trainer = L.Trainer(max_epochs=3, callbacks=[dnas, epochs], logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(torch.compile(module, backend=graphs) if compiled else module, *loaders())
+        torch._dynamo.reset()
+        return dnas, epochs.seen
+
+    compiled, seen = several(compiled=True)
+    assert seen == [2, 2, 4]  # the search: one network; the fine-tune: its export
+    kept = compiled.history[0]["arch"]["modules"]["backbone.c2"]["out"]
+    assert kept is not None and len(kept) < 8, "the search removed none of the shared channels"
+    eager, _ = several(compiled=False)
+    assert [h["arch"] for h in compiled.history] == [h["arch"] for h in eager.history]
+    got, want = compiled.exported.state_dict(), eager.exported.state_dict()
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)

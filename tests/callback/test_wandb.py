@@ -12,27 +12,31 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_dnas import DNASCallback, cascade_stages, load_network
 from lightning_dnas.callback import CHOICE_COLUMNS, LAYER_COLUMNS
+from tests.support import conv_linear_costs
 
 from ..wandb_records import ArtifactRecord, OfflineRun, read_run
 from .modules import Classifier, TinySuperNet, TinyTCN, loaders
+from .two_part import NAMES, TwoPart
 
 wandb = pytest.importorskip("wandb")
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402  (after the skip on purpose)
 
 
 def _fit(save_dir: Path, net: torch.nn.Module, callback: DNASCallback) -> Path:
-    """One fit with a WandbLogger, finished with ``wandb.finish()`` as the app does between
-    multirun jobs; returns the run directory."""
+    """One fit with a WandbLogger (of ``Classifier(net)``, or of ``net`` itself when it is
+    a LightningModule), finished with ``wandb.finish()`` as the app does between multirun
+    jobs; returns the run directory."""
     train, val = loaders()
     logger = WandbLogger(project="dnas-test", save_dir=save_dir, offline=True)
     trainer = L.Trainer(logger=logger, callbacks=[callback], log_every_n_steps=1,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
-    trainer.fit(Classifier(net), train, val)
+    trainer.fit(net if isinstance(net, LightningModule) else Classifier(net), train, val)
     root = Path(logger.experiment.dir).parent
     wandb.finish()
     return root
@@ -128,6 +132,36 @@ def test_wandb_finish_between_fits_starts_a_clean_run(wandb_offline):
     # A history row with a temperature or theta would mean a choice that TinyTCN lacks.
     assert not [k for row in second.history for k in row if "theta" in k or "temper" in k]
     assert not math.isnan(second.summary["dnas/soft_params_epoch"])
+
+
+def test_several_networks_log_the_layers_and_the_network_of_both_parts(wandb_offline):
+    torch.manual_seed(0)
+    exports = wandb_offline / "files"
+    cb = DNASCallback("pit", network=NAMES, search_epochs=2, finetune_epochs=1, arch_lr=0.05,
+                      strength=1e-3, export_dir=exports)  # fmt: skip
+    module = TwoPart()
+    [run] = _read(_fit(wandb_offline, module, cb))
+    [record] = cb.history
+    stage = record["stage"]
+    rows = {row[0]: dict(zip(LAYER_COLUMNS, row, strict=True))
+            for row in run.table(f"dnas/{stage}/layers")["data"]}  # fmt: skip
+    assert set(rows) == {"backbone.c1", "backbone.c2", "head"}
+    kept = record["arch"]["modules"]["backbone.c2"]["out"]
+    assert kept is not None and len(kept) < 8, "the search removed none of the shared channels"
+    assert rows["backbone.c2"]["out_channels"] == len(kept) == module.head.in_features
+    assert rows["head"]["out_channels"] == rows["head"]["original"] == 3  # the output stays
+    [model] = [a for a in run.artifacts if a.type == "model" and stage in a.aliases]
+    staged = _staged(model)["model.pt"]
+    data, pt = (torch.load(p, weights_only=True) for p in (staged, exports / f"{stage}.pt"))
+    assert data["structure"] == pt["structure"]
+    assert all(torch.equal(v, pt["state_dict"][k]) for k, v in data["state_dict"].items())
+    group = load_network(TwoPart(), staged).eval()  # both parts, the module's forward
+    assert group.head.in_features == len(kept)
+    x = torch.randn(4, 1, 16)
+    params, _ = conv_linear_costs(group, x)  # the backbone's and the head's together
+    assert params == record["costs"]["params"] == run.summary["dnas/final_params"]
+    # One hard cost per search epoch (epochs 0 and 1): the best one's is the export's.
+    assert run.series("dnas/hard_params")[record["best_epoch"]] == params
 
 
 def test_the_callback_needs_no_wandb(tmp_path, monkeypatch):
