@@ -135,8 +135,9 @@ class ChannelsLastNorm(nn.Module):
 
 class FixedCut(nn.Module):
     """A conv's output cut at the constant channel ``k`` (``0 < k < width``): a slice, a
-    narrow, a split into pieces of ``k`` or a tensor_split at ``k``; two pieces
-    concatenated back in the other order."""
+    narrow, a split into pieces of ``k``, a tensor_split at ``k``, sizes written in the
+    forward (``split(y, [k, width - k])``) or a chunk in two (unequal for an odd width);
+    two pieces concatenated back in the other order."""
 
     def __init__(self, cin: int, width: int, k: int, how: str) -> None:
         super().__init__()
@@ -156,6 +157,10 @@ class FixedCut(nn.Module):
             return y.narrow(1, 0, self.k)
         if self.how == "split":
             a, b = torch.split(y, self.k, 1)[:2]
+        elif self.how == "split_sizes":
+            a, b = torch.split(y, [self.k, self.conv.conv.out_channels - self.k], 1)
+        elif self.how == "chunk":
+            a, b = y.chunk(2, 1)  # even width: tied halves; odd: unequal pieces, cut
         else:
             a, b = y.tensor_split([self.k], 1)
         return torch.cat([b, a * 2.0], 1)
@@ -244,7 +249,8 @@ def networks(draw):
                                            draw(st.booleans())))  # fmt: skip
         elif kind == "cut":
             width = draw(st.integers(2, 6))
-            how = draw(st.sampled_from(["head", "tail", "narrow", "split", "tensor_split"]))
+            how = draw(st.sampled_from(["head", "tail", "narrow", "split", "tensor_split",
+                                        "split_sizes", "chunk"]))  # fmt: skip
             block = FixedCut(cin, width, draw(st.integers(1, width - 1)), how)
             layers.append(block)
             cin = block.out_channels
