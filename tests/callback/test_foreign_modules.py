@@ -2,13 +2,16 @@
 in ``configure_model`` with ``network=``, and LightningModules nobody on this project
 wrote, each through a short real fit: lightning-hydra-template's classifier shape
 (``save_hyperparameters`` + torchmetrics + partials), Lightning's ``BoringModel`` and demo
-``LightningTransformer``, a manual-optimization GAN (``foreign_modules.py``)."""
+``LightningTransformer``, a manual-optimization GAN (``foreign_modules.py``), torchvision's
+and timm's MobileNetV3 inside a LightningModule."""
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
+import timm
 import torch
+import torchvision
 from lightning.pytorch import Callback
 from lightning.pytorch.demos import LightningTransformer
 from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
@@ -247,3 +250,29 @@ def test_a_manual_optimization_gan_searches_its_generator():
     after = list(model.discriminator.parameters())
     assert [p.shape for p in after] == [p.shape for p in discriminator]
     assert not any(torch.equal(a, b) for a, b in zip(after, discriminator, strict=True))
+
+
+def _conv_linear_params(net: nn.Module) -> int:
+    """Weights + biases of the Conv/Linear layers (the "params" cost: no norms)."""
+    layers = (nn.Linear, nn.modules.conv._ConvNd)
+    return sum(p.numel() for m in net.modules() if isinstance(m, layers)
+               for p in m.parameters(recurse=False))  # fmt: skip
+
+
+@pytest.mark.parametrize("zoo", ["torchvision", "timm"])
+def test_a_zoo_model_inside_a_lightning_module_is_searched_and_costed(zoo):
+    torch.manual_seed(0)
+    net = (torchvision.models.mobilenet_v3_small(num_classes=3) if zoo == "torchvision"
+           else timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=3))
+    model, probe = Classifier(net), Probe("net")
+    g = torch.Generator().manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(8, 3, 16, 16, generator=g),
+                                    torch.randint(0, 3, (8,), generator=g)), batch_size=4)
+    dnas = DNASCallback(search_epochs=1, finetune_epochs=1, strength=1e-5, arch_lr=0.3,
+                        export_dir=False)  # fmt: skip
+    _fit(model, dnas, data, data, probe=probe)
+    assert probe.seen == {0: "search", 1: type(net)}
+    assert dnas.exported is model.net and _plain(model.net)
+    record = dnas.history[0]
+    assert record["removed"]["channels"] > 0
+    assert record["costs"]["params"] == _conv_linear_params(model.net) < _conv_linear_params(net)
