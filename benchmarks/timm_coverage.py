@@ -79,12 +79,14 @@ channels before the last cut, explicit sizes held by a module attribute (MixNet'
 `self.splits`) are searched and rewritten on export, ConvNeXt's `gamma.reshape(1, -1, 1, 1)`
 is sliced, and timm's `Linear` (an `nn.Linear` subclass calling `F.linear` on its own
 tensors) is a layer (mixnet_s 19/124 -> 123/124, convnext_atto 12/41 -> 40/41,
-cspresnet50 38/56 -> 55/56, ghostnet/mobilenetv3/lcnet/hardcorenas heads searched). The
-remaining freezes, by cause: the channels before a fixed slice or split bound (kept whole
-so that the user's forward still cuts between the same channels: DPN's residual part,
-ReXNet's `x[:, 0:c]`, the first pieces of CSP's and Res2Net's `split(x, k, 1)`), reshapes
-of the channel dim (ViT/DeiT heads, ResNeSt's radix softmax, EdgeNeXt), HRNet's Upsample
-module (not in the op table); MobileViT does not trace (control flow on a traced value).
+cspresnet50 38/56 -> 55/56, ghostnet/mobilenetv3/lcnet/hardcorenas heads searched). Fixed
+channel cuts are searched piece by piece since 45a417e (the export moves the forward's
+bounds; before, the channels before a bound were kept whole): res2net50_14w_8s 77/150 ->
+149/150 searchable layers (removable 0.905 -> 1.000), rexnet_100 64/76 -> 75/76, dpn68
+removable 0.924 -> 0.995, CSPResNet/CSPDarkNet without a frozen region. The remaining
+freezes, by cause: reshapes of the channel dim (ViT/DeiT heads, ResNeSt's radix softmax,
+EdgeNeXt), ResNeSt's grouped conv, EdgeNeXt's channel counts, HRNet's Upsample module (not
+in the op table); MobileViT does not trace (control flow on a traced value).
 timm's `GroupNormAct` (resnet50_gn, efficientnet_b0_gn: `F.group_norm` in its forward) froze
 every conv before it (resnet50_gn 0/54 searchable layers, removable 0.000; efficientnet_b0_gn
 16/82, 0.116, engine at 87fc00a): it is searched in whole groups since 56a0709."""
