@@ -71,9 +71,10 @@ def main() -> None:
           f"int8 weights+biases {q['int8']['flash']:,} B (+{q['int8']['qparam_bytes']:,} B "
           f"scales/zero points), flash cost {q['int8']['flash_cost']:,} B")  # fmt: skip
 
+    from lightning_dnas.app.export import load_export
     from lightning_dnas.quantize import prepare_qat
 
-    net = torch.load(args.out / "quantize_null" / "export" / "model.pt", weights_only=False)
+    net = load_export(args.out / "quantize_null")
     nets = {"float": net.train(), "qat": prepare_qat(net, torch.randn(8, 1, 40)).train()}
     ms = _step_ms(nets, args.steps)
     print(f"training step, batch 64, 1 thread: float {ms['float']:.2f} ms, QAT "

@@ -6,7 +6,8 @@ the method (:mod:`~lightning_dnas.app.phases`), fine-tune the found network with
 these reused from ``cache_dir`` when an identical one was computed before, and continued
 from its last epoch when an earlier attempt was interrupted), and write into the run's
 output directory: ``config.yaml`` (resolved), ``checkpoints/`` (each phase's and the
-fine-tune's), ``export/`` (``arch.json``, ``model.pt``, ``model.onnx``) and ``results.json``
+fine-tune's), ``export/`` (``arch.json``, ``model.pt``: no pickled class, rebuilt by
+:func:`~lightning_dnas.app.export.load_export`, ``model.onnx``) and ``results.json``
 (:mod:`~lightning_dnas.app.results`), then print the seed-vs-found table. With
 ``quantize=int8`` the fine-tune is quantisation-aware and ``export/model_int8.onnx`` (QDQ)
 replaces ``model.onnx``, measured with onnxruntime (:mod:`~lightning_dnas.app.int8`).
@@ -47,6 +48,7 @@ from . import int8
 from .budgets import budget_error, search_costs, unknown_budget
 from .cache import cached
 from .checks import ConfigError, check_config, check_output_dir, read_budget
+from .export import save_export
 from .modules import AutoEncoderModule, ClassificationModule
 from .phases import EpochPrinter, Phase, StageRecorder, measure, plan, total_epochs
 from .report import format_table, layer_shapes, network_costs, point, wandb_summary, with_memory
@@ -296,7 +298,8 @@ def _pipeline(app: Run, start_time: float) -> RunResult:
     export.mkdir(exist_ok=True)
     arch = {p.name: s["history"][-1]["arch"] for p, s in zip(phases, summaries, strict=True)}
     (export / "arch.json").write_text(json.dumps(arch, indent=1))
-    torch.save(module.net, export / "model.pt")
+    applied = [h["arch"] for s in summaries for h in s["history"]]  # each phase's, in order
+    save_export(module.net, applied, app.example, kind, export / "model.pt")
     q_entry, q_lines = None, []
     if kind:  # the int8 file is what a quantised run delivers: not optional, as onnx is
         q_entry, q_metrics = int8.write_and_measure(module.net, app.example, app.datamodule,

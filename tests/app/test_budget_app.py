@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lightning_dnas import memory_report
+from lightning_dnas.app.export import load_export
 from lightning_dnas.app.pareto.analysis import build_report
 from lightning_dnas.app.pareto.output import figure
 from lightning_dnas.app.results import RunResult
@@ -28,9 +29,8 @@ SEED_FLASH, SEED_PEAK, SEED_PEAK_OP = 29_360, 3_072, "blocks.2.pad"
 
 def _exported(run_dir: Path):
     """The engine's measurement of the network the run exported (model.pt, the fine-tuned
-    found network) at batch 1."""
-    net = torch.load(run_dir / "export" / "model.pt", weights_only=False)
-    return memory_report(net, torch.zeros(1, 1, 40))
+    found network, rebuilt by ``load_export``) at batch 1."""
+    return memory_report(load_export(run_dir), torch.zeros(1, 1, 40))
 
 
 def test_pit_budget_params_lands_within_it_and_results_record_memory(tmp_path, capsys):
@@ -41,8 +41,7 @@ def test_pit_budget_params_lands_within_it_and_results_record_memory(tmp_path, c
     assert result.final.params == measured.params <= 5000
     assert (result.final.macs, result.final.flash, result.final.peak_ram) == (
         measured.macs, measured.flash, measured.peak_ram)
-    assert result.final.peak_op in dict(torch.load(
-        tmp_path / "run" / "export" / "model.pt", weights_only=False).named_modules())
+    assert result.final.peak_op in dict(load_export(tmp_path / "run").named_modules())
     ref = result.reference
     assert (ref.flash, ref.peak_ram, ref.peak_op) == (SEED_FLASH, SEED_PEAK, SEED_PEAK_OP)
     table = out[out.index("seed network"):]

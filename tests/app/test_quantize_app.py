@@ -8,12 +8,14 @@ import json
 import onnx
 import pytest
 
+from lightning_dnas.app.export import load_export
 from lightning_dnas.app.pareto.cli import main as pareto_main
 from lightning_dnas.app.results import RunResult
 from lightning_dnas.app.train import main
+from lightning_dnas.quantize import QATNetwork
 
 from .test_bad_input import _fails
-from .test_train import run
+from .test_train import assert_export_is_the_fine_tuned_network, run
 
 INT8 = ["method=pit", "quantize=int8", "method.finetune_epochs=2", "reference=false"]
 
@@ -40,6 +42,9 @@ def test_an_int8_run_writes_and_reports_the_int8_network(tmp_path, capsys):
                 "flash cost B (SPEC 9)"]:  # fmt: skip
         assert row in table
     assert pareto_main([str(tmp_path), "--metric", "int8_acc"]) == 0
+    net = load_export(tmp_path / "run")  # model.pt: the QAT network, observers included
+    assert isinstance(net, QATNetwork)
+    assert_export_is_the_fine_tuned_network(tmp_path / "run")
     csv = (tmp_path / "pareto.csv").read_text()
     assert f"{test['int8_acc']}"[:5] in csv
 

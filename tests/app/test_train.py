@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from lightning_dnas.app.export import load_export
 from lightning_dnas.app.pareto.cli import main as pareto_main
 from lightning_dnas.app.results import RunResult
 from lightning_dnas.app.train import main
@@ -40,6 +42,7 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
                  "checkpoints/pit.ckpt"]:  # fmt: skip
         assert (run_dir / path).is_file(), path
     assert set(json.loads((run_dir / "export/arch.json").read_text())) == {"supernet", "pit"}
+    assert_export_is_the_fine_tuned_network(run_dir)
     table = out[out.index("seed network"):]
     for row in ["params (conv+linear)", "MACs per sample", "test acc", "blocks.0.conv",
                 "classifier", "32->32 k9 d2"]:  # fmt: skip
@@ -48,6 +51,27 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
 
 @pytest.mark.parametrize("method, phases", [
     ("pit", ["pit"]), ("supernet", ["supernet"]), ("pitsupernet", ["pitsupernet"])])
+def assert_export_is_the_fine_tuned_network(run_dir: Path) -> None:
+    """``export/model.pt`` needs no pickled class (``torch.load``'s default
+    ``weights_only=True`` reads it) and :func:`load_export` rebuilds from the run folder
+    the network of the fine-tune's checkpoint (the same parameter and buffer names and
+    values), which runs on the data's input shape."""
+    data = torch.load(run_dir / "export" / "model.pt", weights_only=True)
+    assert set(data) == {"format", "structure", "state_dict"}
+    net = load_export(run_dir)
+    state = torch.load(run_dir / "checkpoints" / "finetune.ckpt", weights_only=False)
+    want = {k.removeprefix("net."): v for k, v in state["state_dict"].items()
+            if k.startswith("net.")}  # fmt: skip
+    have = net.state_dict()
+    assert have.keys() == want.keys()
+    for key, value in want.items():  # a QAT network's observer switches follow the mode
+        if not key.endswith("observer_enabled"):
+            assert torch.equal(have[key], value), key
+    x = torch.randn(4, 1, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert net.eval()(x).shape == (4, 10)
+
+
 def test_each_method_runs(tmp_path, method, phases):
     result = run(tmp_path, f"method={method}", "softmax=softmax")
     assert result.method == method and list(result.lambdas) == phases
