@@ -438,21 +438,32 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   still cuts the pruned tensor between the same channels, and export stays exact
   (`test_split_chunk.py`). A cut inside a grouped conv's group, or inside one channel's run
   of flattened features, freezes instead.
-- **Fixed cuts of the channel dim** (`torch.split(y, 8, 1)`, `tensor_split(y, [8, 12], 1)`,
-  `y.narrow(1, 0, 8)`): searched like the constant slices below, the user's forward and its
-  hard-coded sizes unchanged: the group is cut at the bounds, nothing is tied, and the
-  channels before a bound that pruning would move are kept whole (`split(y, 8, 1)`: the
-  channels before the last piece, which stays searched; `narrow(1, s, n)`: the first s + n,
-  its end being fixed since narrow does not clamp) (`test_split_chunk.py`,
-  `test_narrow.py`). **Explicit sizes** (`torch.split(y, [5, 3], 1)`) must add up to the
-  width: searched (every piece its own group) when a list/tuple attribute of the module
-  making the call holds them (timm MixNet's `torch.split(x, self.splits, 1)`): the arch spec
-  lists the kept width of each piece under `sizes` and `apply_arch` sets the attribute
-  (export, `restore` and ONNX run the user's forward). This assumes the forward reads the
-  attribute only for the split. Sizes written in the forward, `chunk` into unequal pieces
-  and `unbind` of the channel dim freeze. On another dim every piece keeps the input's
-  groups. The export never rewrites the forward (no `fx.GraphModule`): what it could not
-  cut between the same channels is kept whole instead, named in the freeze warning.
+- **Fixed cuts of the channel dim** (`torch.split(y, [8, 8], 1)` with sizes written in the
+  forward, `torch.split(y, 8, 1)`, `chunk`/`tensor_split` into unequal pieces,
+  `tensor_split(y, [8, 12], 1)`, `y.narrow(1, 0, 8)`; PLiNIO's grouped conv spelled as two
+  convs on `x[:, 0:8]` and `x[:, 8:16]`): searched, as PLiNIO does. The group is cut at the
+  bounds into pieces searched apart (nothing tied, nothing kept whole). Where pruning moved
+  a bound, the export rewrites the module whose own forward makes the call: it becomes a
+  `torch.fx.GraphModule` of that forward (its children, parameters and buffers the
+  module's own, under the same names; the rest of the network keeps its classes) whose
+  call cuts the kept widths (`torch.split(y, [5, 6], 1)`, `y[:, 0:5]`, `narrow(1, 0, 5)`).
+  The arch spec lists these under `cuts` (module, position of the call in its forward,
+  the pieces' widths and kept widths), so `apply_arch`, `restore`/`load_network` and the
+  ONNX export rebuild and run the same network; the rewrite is logged (logger
+  `lightning_dnas.nas.spec`, INFO, naming the node and the widths). A network whose cuts
+  still fit the kept channels exports as the user's own classes, unchanged
+  (`test_split_literal.py`, `test_cuts.py`, `test_split_chunk.py`, `test_narrow.py`,
+  `tests/nas/pit/test_plinio_cuts.py`: PLiNIO's grouped-conv and ResNet1D shapes, nothing
+  frozen). When the module's forward traced alone (its submodules as calls) does not make
+  the same calls as in the network (a branch on an argument the caller leaves out), the
+  forward is kept and the channels before a bound that pruning would move are kept whole
+  instead (`split(y, 8, 1)`: those before the last piece; `narrow(1, s, n)`: the first
+  s + n), named in the freeze warning. **Explicit sizes held by a module attribute** (timm
+  MixNet's `torch.split(x, self.splits, 1)`) need no rewrite: the arch spec lists the kept
+  width of each piece under `sizes` and `apply_arch` sets the attribute (this assumes the
+  forward reads the attribute only for the split). `unbind` of the channel dim freezes: a
+  pruned channel would remove one of its results. On another dim every piece keeps the
+  input's groups.
 - **LayerNorm over the channel dim** (ConvNeXt, Swin, MaxViT; channels-last `nn.LayerNorm(C)`
   and LayerNorm2d-style `F.layer_norm` inside an `nn.LayerNorm` subclass): searched. The
   search network computes it over the kept channels only (masked mean and variance, output
@@ -485,11 +496,10 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
   the module (class, activation and every attribute kept) cut to the kept channels
   (`test_norms.py`). `F.batch_norm` on other tensors, or outside a BatchNorm, freezes.
 - **Constant slices of the channel dim** (GhostNet's `out[:, :out_chs]`, DPN's
-  `x[:, :k]` / `x[:, k:]`, ReXNet's `x[:, 0:c]`): the group is cut at the bounds; the
-  channels before a bound that pruning would move are kept whole (`x[:, k:]`: the first
-  k; `x[:, a:b]`: the first b), the rest stays searched; a slice reaching the end of the
-  dim (or past it) from 0 is the identity (`test_indexing.py`). A step, a negative or a
-  computed bound, an integer index: frozen.
+  `x[:, :k]` / `x[:, k:]`, ReXNet's `x[:, 0:c]`): fixed cuts (above): the group is cut at
+  the bounds, every piece searched, the export moving the bounds where pruning moved them;
+  a slice reaching the end of the dim (or past it) from 0 is the identity
+  (`test_indexing.py`). A step, a negative or a computed bound, an integer index: frozen.
 - **Concat then add** (`cat([p, q]) + r`, DPN's dual paths): r's groups are cut at the
   cat's boundaries so that each piece shares the mask of the operand it meets
   (`test_residual.py`); a cut inside a grouped conv's unit or a flattened channel freezes.

@@ -15,7 +15,7 @@ Engine (pure PyTorch)::
     net = search.export()                                      # plain nn.Module
     export_onnx(net, x, "net.onnx")                            # + onnxruntime check
     qat = prepare_qat(net, x); export_int8_onnx(qat, x, "q.onnx")  # QAT, int8 QDQ ONNX
-    spec = search.arch(); apply_arch(fresh_model, spec)        # rebuild the structure
+    spec = search.arch(); net = apply_arch(fresh_model, spec)  # rebuild the structure
 
     SuperNetModule([...candidates])   # place a choice in any network
     search = SuperNet(model, example_input=x, cost="macs", softmax="hard_gumbel")
