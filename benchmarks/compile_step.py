@@ -25,9 +25,10 @@ Reported: median step times, the search/plain ratio eagerly and compiled, the ra
 the minimum step times and the median ratio of the same round's steps (noise checks: on
 a quiet machine the three agree), the lowest and highest ratio of one process's median
 to the base's process of the same index (what one process per variant could have
-shown), the median minor page faults per step, the first step's time (compilation) and
-the frames dynamo compiled, summed over the workers (after warm-up / at the end: equal
-when nothing recompiled).
+shown), the ratio over processes (the mean of each process's median, with its standard
+error: :func:`step_workers.process_ratio`), the median minor page faults per step, the
+first step's time (compilation) and the frames dynamo compiled, summed over the workers
+(after warm-up / at the end: equal when nothing recompiled).
 
 Usage::
 
@@ -53,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pit_step import build_step, machine
-from step_workers import Timings, run_interleaved
+from step_workers import Timings, process_ratio, run_interleaved
 from supernet_hard_step import MODELS, PlainSum
 
 from lightning_dnas import SuperNet, SuperNetModule
@@ -121,12 +122,13 @@ def report(model: str, base: str, results: dict[str, Timings]) -> list[str]:
         paired = statistics.median(s / p for p, s in zip(ref.times, t.times, strict=True))
         per_process = [s / p for p, s in zip(ref.process_medians(), t.process_medians(),
                                              strict=True)]  # fmt: skip
+        over, error = process_ratio(ref, t)
         eager = results.get(f"{variant}/eager")
         speedup = f"{_ms(eager) / _ms(t):.2f}x" if eager is not None else ""
         rows.append(
             f"| {model} | {variant} | {mode} | {_ms(t):.1f} | {_ms(t) / _ms(ref):.3f}x | "
             f"{min(t.times) / min(ref.times):.3f}x | {paired:.3f}x | "
-            f"{min(per_process):.3f}-{max(per_process):.3f}x | "
+            f"{over:.3f}x +- {error:.3f} | {min(per_process):.3f}-{max(per_process):.3f}x | "
             f"{statistics.median(t.faults):.0f} | {speedup} | "
             f"{t.warmup[0]:.1f} | {t.frames_after_warmup} / {t.frames} |"
         )
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cpu: the workers' CPU time (step_workers.CLOCKS)")
     parser.add_argument("--processes", type=int, default=3,
                         help="worker processes per variant, steps pooled")
+    parser.add_argument("--at-once", type=int, default=3,
+                        help="worker processes per variant alive at a time")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = args.variants or SUITES[args.suite]
@@ -161,15 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load = f"{os.getloadavg()[0]:.2f}"
     lines = ["| model | variant | mode | median ms | x base | min x base | paired x base | "
-             "x base per process | faults/step | compiled speed-up | first step s | "
-             "frames (warm-up / end) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+             "x base over processes | x base per process | faults/step | "
+             "compiled speed-up | first step s | frames (warm-up / end) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for model in models:
         specs = {f"{v}/{mode}": (builder, (model, v, mode == "compiled", args.seed))
                  for mode in ("eager", "compiled") for v in variants}  # fmt: skip
         results = run_interleaved(specs, args.rounds, args.steps_per_round, args.warmup,
                                   args.threads, args.heap, args.clock,
-                                  args.processes)  # fmt: skip
+                                  args.processes, args.at_once)  # fmt: skip
         rows = report(model, variants[0], results)
         print("\n".join(rows), file=sys.stderr, flush=True)
         lines.extend(rows)

@@ -26,7 +26,7 @@ measure ``--heap default`` without the other variant's heap layout in the result
 steps: a default-heap step's page faults, and with them its time, differ from process to
 process (:mod:`step_workers`), so one process per variant gives ratios that disagree from
 run to run; the noise line then also gives the median page faults per step and the range
-of the per-process ratios.
+of the per-process ratios (``--at-once`` of them per variant alive at a time).
 
 Also reported: conversion time (the ``PIT`` constructor, example input of batch 1, median
 of ``--repeats`` after one untimed conversion) and export time (``search.export()`` with
@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_workers import Timings, run_interleaved, steady_heap
+from step_workers import Timings, process_ratio, run_interleaved, steady_heap
 
 from lightning_dnas import PIT
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
@@ -187,16 +187,19 @@ def _isolated_times(key: str, args: argparse.Namespace) -> tuple[Timings, Timing
                                              "lam")}  # fmt: skip
     out = run_interleaved({v: (build_step, (key, v, False, options)) for v in ("plain", "search")},
                           args.rounds, args.steps_per_round, args.warmup, args.threads,
-                          args.heap, args.clock, args.processes)  # fmt: skip
+                          args.heap, args.clock, args.processes, args.at_once)  # fmt: skip
     return out["plain"], out["search"]
 
 
 def _isolated_note(plain: Timings, search: Timings) -> str:
-    """Page faults per step and the range of the per-process ratios (noise line)."""
+    """Page faults per step, the ratio over processes with its standard error and the
+    range of the per-process ratios (noise line)."""
     ratios = [s / p for p, s in zip(plain.process_medians(), search.process_medians(),
                                     strict=True)]  # fmt: skip
+    ratio, error = process_ratio(plain, search)
     return (f"faults/step {statistics.median(plain.faults):.0f} / "
-            f"{statistics.median(search.faults):.0f}, per-process ratio "
+            f"{statistics.median(search.faults):.0f}, over {len(ratios)} processes "
+            f"{ratio:.3f}x +- {error:.3f}, per-process ratio "
             f"{min(ratios):.3f}-{max(ratios):.3f}x")
 
 
@@ -348,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --isolate: cpu = the workers' CPU time")  # fmt: skip
     parser.add_argument("--processes", type=int, default=1,
                         help="worker processes per variant (> 1 implies --isolate)")
+    parser.add_argument("--at-once", type=int, default=4,
+                        help="worker processes per variant alive at a time")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     args.isolate = args.isolate or args.processes > 1

@@ -12,10 +12,13 @@ Why several processes per variant (``processes``): with the default heap, the nu
 page faults a step takes (counted per step: :attr:`Timings.faults`) differs from process
 to process and from step to step (MobileNetV1's step, 2 threads: 1,000 to 21,000 minor
 faults, i.e. 4-80 MiB of fresh pages, for the same variant), and the step time follows
-it. That spread belongs to glibc's heap, not to either variant; a ratio taken from one
-process per variant inherits it. Pooling the steps of several processes of each variant
-(and interleaving all of them) samples it instead, and the spread of the per-process
-medians (:meth:`Timings.process_medians`) says how far one process alone could be off.
+it. The state is a function of the process's start (the same ``PYTHONHASHSEED`` with
+address randomisation off repeats a worker's fault counts step for step), so it belongs
+to glibc's heap, not to either variant, and a ratio taken from one process per variant
+inherits it. Several processes per variant sample it instead: each process is one draw of
+the heap state a user's training starts in; :func:`process_ratio` averages the processes'
+median step times and gives the ratio's standard error, and the range of the per-process
+ratios says how far one process alone could be off.
 
 A variant is a picklable ``(builder, args)`` pair: ``builder(*args)`` runs in the worker
 and returns the step closure. Workers are started with ``spawn`` (a fresh interpreter, no
@@ -119,17 +122,63 @@ def run_interleaved(
     heap: str = "default",
     clock: str = "wall",
     processes: int = 1,
+    at_once: int = 4,
 ) -> dict[str, Timings]:
-    """Start ``processes`` workers per variant, warm them up one after the other
-    (compilations do not compete for the cores), then run ``rounds`` rounds in which every
-    worker (variant 1 process 1, variant 2 process 1, ..., variant 1 process 2, ...) runs
-    ``steps_per_round`` steps in turn; return each variant's :class:`Timings`, pooled over
-    its processes (``clock``: a key of :data:`CLOCKS`)."""
-    if processes < 1:
-        raise ValueError(f"processes must be >= 1, got {processes}")
+    """Run ``processes`` workers per variant, ``at_once`` per variant at a time (a batch:
+    each worker holds a network and its heap, so all of them at once would not fit in
+    memory): in each batch the workers are warmed up one after the other (compilations
+    do not compete for the cores), then run ``rounds`` rounds in which every worker
+    (variant 1 process 1, variant 2 process 1, ..., variant 1 process 2, ...) runs
+    ``steps_per_round`` steps in turn. Returns each variant's :class:`Timings`, pooled
+    over its processes (``clock``: a key of :data:`CLOCKS`)."""
+    if processes < 1 or at_once < 1:
+        raise ValueError(f"processes and at_once must be >= 1, got {processes}, {at_once}")
+    out = {name: Timings() for name in variants}
+    for first in range(0, processes, at_once):
+        batch = _run_batch(variants, rounds, steps_per_round, warmup, threads, heap, clock,
+                           range(first, min(first + at_once, processes)))  # fmt: skip
+        for name, t in batch.items():
+            o = out[name]
+            o.times += t.times
+            o.faults += t.faults
+            o.process += t.process
+            o.warmup = o.warmup or t.warmup
+            o.frames_after_warmup += t.frames_after_warmup
+            o.frames += t.frames
+    return out
+
+
+def process_ratio(base: Timings, other: Timings) -> tuple[float, float]:
+    """``other`` / ``base`` over processes, with its standard error: each worker process is
+    one draw of the heap state a training starts in, so a variant's time is the mean of
+    its processes' median step times, ``m = mean_k t_k`` with standard error
+    ``sd(t) / sqrt(n)``, and the ratio's error is ``r * sqrt((e_o / m_o)^2 + (e_b / m_b)^2)``
+    (0 with one process)."""
+
+    def mean_error(t: Timings) -> tuple[float, float]:
+        per = t.process_medians()
+        sd = statistics.stdev(per) if len(per) > 1 else 0.0
+        return statistics.mean(per), sd / len(per) ** 0.5
+
+    (mb, eb), (mo, eo) = mean_error(base), mean_error(other)
+    ratio = mo / mb
+    return ratio, ratio * ((eo / mo) ** 2 + (eb / mb) ** 2) ** 0.5
+
+
+def _run_batch(
+    variants: Mapping[str, tuple[Builder, tuple[Any, ...]]],
+    rounds: int,
+    steps_per_round: int,
+    warmup: int,
+    threads: int,
+    heap: str,
+    clock: str,
+    indices: range,
+) -> dict[str, Timings]:
+    """One batch of :func:`run_interleaved`: workers ``indices`` of every variant."""
     ctx = mp.get_context("spawn")
     pipes, procs = {}, []
-    for k in range(processes):
+    for k in indices:
         for name, (builder, args) in variants.items():
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker,
@@ -142,7 +191,7 @@ def run_interleaved(
         for (name, k), pipe in pipes.items():
             pipe.send(("step", warmup))
             reply = pipe.recv()
-            if k == 0:
+            if k == indices[0]:
                 out[name].warmup = reply["times"]
             out[name].frames_after_warmup += reply["frames"]
         last_frames = {}
