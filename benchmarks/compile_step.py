@@ -26,7 +26,8 @@ the minimum step times and the median ratio of the same round's steps (noise che
 a quiet machine the three agree), the lowest and highest ratio of one process's median
 to the base's process of the same index (what one process per variant could have
 shown), the ratio over processes (the mean of each process's median, with its standard
-error: :func:`step_workers.process_ratio`), the median minor page faults per step, the
+error: :func:`step_workers.process_ratio`), the ratio at equal page faults
+(:func:`step_workers.fault_adjusted_ratio`), the median minor page faults per step, the
 first step's time (compilation) and the frames dynamo compiled, summed over the workers
 (after warm-up / at the end: equal when nothing recompiled).
 
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pit_step import build_step, machine
-from step_workers import Timings, process_ratio, run_interleaved
+from step_workers import Timings, fault_adjusted_ratio, process_ratio, run_interleaved
 from supernet_hard_step import MODELS, PlainSum
 
 from lightning_dnas import SuperNet, SuperNetModule
@@ -128,7 +129,8 @@ def report(model: str, base: str, results: dict[str, Timings]) -> list[str]:
         rows.append(
             f"| {model} | {variant} | {mode} | {_ms(t):.1f} | {_ms(t) / _ms(ref):.3f}x | "
             f"{min(t.times) / min(ref.times):.3f}x | {paired:.3f}x | "
-            f"{over:.3f}x +- {error:.3f} | {min(per_process):.3f}-{max(per_process):.3f}x | "
+            f"{over:.3f}x +- {error:.3f} | {fault_adjusted_ratio(ref, t):.3f}x | "
+            f"{min(per_process):.3f}-{max(per_process):.3f}x | "
             f"{statistics.median(t.faults):.0f} | {speedup} | "
             f"{t.warmup[0]:.1f} | {t.frames_after_warmup} / {t.frames} |"
         )
@@ -165,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load = f"{os.getloadavg()[0]:.2f}"
     lines = ["| model | variant | mode | median ms | x base | min x base | paired x base | "
-             "x base over processes | x base per process | faults/step | "
-             "compiled speed-up | first step s | frames (warm-up / end) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+             "x base over processes | x base at equal faults | x base per process | "
+             "faults/step | compiled speed-up | first step s | frames (warm-up / end) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for model in models:
         specs = {f"{v}/{mode}": (builder, (model, v, mode == "compiled", args.seed))
                  for mode in ("eager", "compiled") for v in variants}  # fmt: skip

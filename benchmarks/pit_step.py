@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_workers import Timings, process_ratio, run_interleaved, steady_heap
+from step_workers import Timings, fault_adjusted_ratio, process_ratio, run_interleaved, steady_heap
 
 from lightning_dnas import PIT
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
@@ -192,14 +192,16 @@ def _isolated_times(key: str, args: argparse.Namespace) -> tuple[Timings, Timing
 
 
 def _isolated_note(plain: Timings, search: Timings) -> str:
-    """Page faults per step, the ratio over processes with its standard error and the
-    range of the per-process ratios (noise line)."""
+    """Page faults per step, the ratio over processes with its standard error, the ratio
+    at equal page faults (:func:`step_workers.fault_adjusted_ratio`) and the range of the
+    per-process ratios (noise line)."""
     ratios = [s / p for p, s in zip(plain.process_medians(), search.process_medians(),
                                     strict=True)]  # fmt: skip
     ratio, error = process_ratio(plain, search)
     return (f"faults/step {statistics.median(plain.faults):.0f} / "
             f"{statistics.median(search.faults):.0f}, over {len(ratios)} processes "
-            f"{ratio:.3f}x +- {error:.3f}, per-process ratio "
+            f"{ratio:.3f}x +- {error:.3f}, at equal faults "
+            f"{fault_adjusted_ratio(plain, search):.3f}x, per-process ratio "
             f"{min(ratios):.3f}-{max(ratios):.3f}x")
 
 

@@ -165,6 +165,23 @@ def process_ratio(base: Timings, other: Timings) -> tuple[float, float]:
     return ratio, ratio * ((eo / mo) ** 2 + (eb / mb) ** 2) ** 0.5
 
 
+def fault_adjusted_ratio(base: Timings, other: Timings) -> float:
+    """``other`` / ``base`` at equal page faults: per variant a least-squares line
+    ``time = a + b * faults`` over all its steps, both lines read at the mean fault count
+    of all steps of both variants. It removes what the heap's state adds to a step (a
+    fault costs the same in either variant), not what a variant does: only meaningful
+    while the two variants' fault distributions overlap (compare the faults/step column).
+    """
+
+    def line(t: Timings) -> tuple[float, float]:
+        slope, intercept = statistics.linear_regression([float(f) for f in t.faults], t.times)
+        return intercept, slope
+
+    at = statistics.mean([*base.faults, *other.faults])
+    (ab, bb), (ao, bo) = line(base), line(other)
+    return (ao + bo * at) / (ab + bb * at)
+
+
 def _run_batch(
     variants: Mapping[str, tuple[Builder, tuple[Any, ...]]],
     rounds: int,
