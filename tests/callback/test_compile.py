@@ -92,15 +92,15 @@ def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_archi
         torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
 
 
-def test_a_recompile_limit_below_the_fits_network_count_is_raised(monkeypatch, caplog):
+def test_a_recompile_limit_below_the_fits_network_count_is_raised(caplog):
     """With dynamo's cap at one entry per frame, the fine-tune's exported network (the
     fit's second network) would run eagerly; the callback raises the cap to the 2 networks
     of this stage list before the first step, says so, and both networks compile."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    with caplog.at_level("INFO"):
+    # config.patch, not monkeypatch: monkeypatch's undo deletes a dynamo config entry.
+    with torch._dynamo.config.patch(recompile_limit=1), caplog.at_level("INFO"):
         _, seen = fit(compiled=True, epochs=1)
+        assert torch._dynamo.config.recompile_limit == 2
     assert seen == [2, 2, 4]  # training + validation graph per network
-    assert torch._dynamo.config.recompile_limit == 2
     assert "raised torch._dynamo.config.recompile_limit from 1 to 2" in caplog.text
 
 
