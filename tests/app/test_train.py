@@ -49,8 +49,6 @@ def test_default_cascade_writes_results_artifacts_and_the_table(tmp_path, capsys
         assert row in table
 
 
-@pytest.mark.parametrize("method, phases", [
-    ("pit", ["pit"]), ("supernet", ["supernet"]), ("pitsupernet", ["pitsupernet"])])
 def assert_export_is_the_fine_tuned_network(run_dir: Path) -> None:
     """``export/model.pt`` needs no pickled class (``torch.load``'s default
     ``weights_only=True`` reads it) and :func:`load_export` rebuilds from the run folder
@@ -72,6 +70,8 @@ def assert_export_is_the_fine_tuned_network(run_dir: Path) -> None:
         assert net.eval()(x).shape == (4, 10)
 
 
+@pytest.mark.parametrize("method, phases", [
+    ("pit", ["pit"]), ("supernet", ["supernet"]), ("pitsupernet", ["pitsupernet"])])
 def test_each_method_runs(tmp_path, method, phases):
     result = run(tmp_path, f"method={method}", "softmax=softmax")
     assert result.method == method and list(result.lambdas) == phases
