@@ -441,29 +441,33 @@ one warning names the node, unless the channels are kept whole anyway (graph inp
 - **Fixed cuts of the channel dim** (`torch.split(y, [8, 8], 1)` with sizes written in the
   forward, `torch.split(y, 8, 1)`, `chunk`/`tensor_split` into unequal pieces,
   `tensor_split(y, [8, 12], 1)`, `y.narrow(1, 0, 8)`; PLiNIO's grouped conv spelled as two
-  convs on `x[:, 0:8]` and `x[:, 8:16]`): searched, as PLiNIO does. The group is cut at the
-  bounds into pieces searched apart (nothing tied, nothing kept whole). Where pruning moved
-  a bound, the export rewrites the module whose own forward makes the call: it becomes a
-  `torch.fx.GraphModule` of that forward (its children, parameters and buffers the
-  module's own, under the same names; the rest of the network keeps its classes) whose
+  convs on `x[:, 0:8]` and `x[:, 8:16]`): searched, as PLiNIO does. The group is cut at
+  the bounds into pieces searched apart (nothing tied, nothing kept whole). Where pruning
+  moved a bound, the export rewrites the module whose own forward makes the call: it
+  becomes a `torch.fx.GraphModule` of that forward (its children, parameters and buffers
+  the module's own, under the same names; the rest of the network keeps its classes) whose
   call cuts the kept widths (`torch.split(y, [5, 6], 1)`, `y[:, 0:5]`, `narrow(1, 0, 5)`).
-  The arch spec lists these under `cuts` (module, position of the call in its forward,
-  the pieces' widths and kept widths), so `apply_arch`, `restore`/`load_network` and the
-  ONNX export rebuild and run the same network; the rewrite is logged (logger
+  The arch spec lists these under `cuts` (module, position of the call in its forward, the
+  pieces' widths and kept widths), so `apply_arch`, `restore`/`load_network` and the ONNX
+  export rebuild and run the same network; the rewrite is logged (logger
   `lightning_dnas.nas.spec`, INFO, naming the node and the widths). A network whose cuts
   still fit the kept channels exports as the user's own classes, unchanged
   (`test_split_literal.py`, `test_cuts.py`, `test_split_chunk.py`, `test_narrow.py`,
   `tests/nas/pit/test_plinio_cuts.py`: PLiNIO's grouped-conv and ResNet1D shapes, nothing
-  frozen). When the module's forward traced alone (its submodules as calls) does not make
-  the same calls as in the network (a branch on an argument the caller leaves out), the
-  forward is kept and the channels before a bound that pruning would move are kept whole
-  instead (`split(y, 8, 1)`: those before the last piece; `narrow(1, s, n)`: the first
-  s + n), named in the freeze warning. **Explicit sizes held by a module attribute** (timm
-  MixNet's `torch.split(x, self.splits, 1)`) need no rewrite: the arch spec lists the kept
-  width of each piece under `sizes` and `apply_arch` sets the attribute (this assumes the
-  forward reads the attribute only for the split). `unbind` of the channel dim freezes: a
-  pruned channel would remove one of its results. On another dim every piece keeps the
-  input's groups.
+  frozen). Sizes the forward computes from a layer's attributes (`[4,
+  self.conv.out_channels - 4]`) are cut the same way: a masked layer of the search network
+  answers for its layer's attributes (the unpruned values), and `apply_arch` rewrites a
+  forward before it slices the layers, so its trace reads the recorded widths
+  (`test_split_literal.py`). When the module's forward traced alone (its submodules as
+  calls) does not make the same calls as in the network (a branch on an argument the
+  caller leaves out), the forward is kept and the channels before a bound that pruning
+  would move are kept whole instead (`split(y, 8, 1)`: those before the last piece;
+  `narrow(1, s, n)`: the first s + n), named in the freeze warning. **Explicit sizes held
+  by a module attribute** (timm MixNet's `torch.split(x, self.splits, 1)`) need no
+  rewrite: the arch spec lists the kept width of each piece under `sizes` and `apply_arch`
+  sets the attribute (this assumes the forward reads the attribute only for the split).
+  `unbind` of the channel dim freezes: a pruned channel would remove one of its results.
+  On another dim every piece keeps the input's groups.
 - **LayerNorm over the channel dim** (ConvNeXt, Swin, MaxViT; channels-last `nn.LayerNorm(C)`
   and LayerNorm2d-style `F.layer_norm` inside an `nn.LayerNorm` subclass): searched. The
   search network computes it over the kept channels only (masked mean and variance, output

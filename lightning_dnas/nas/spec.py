@@ -62,17 +62,20 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm
 
 def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Shrink ``model`` in place to the architecture ``spec`` (from ``search.arch()``) and
-    return it: each listed Conv/Linear/norm layer is replaced by its sliced copy and each
-    listed parameter by its sliced copy, each module whose forward cuts the channels at
-    constant positions that pruning moved (``cuts``) by a ``torch.fx.GraphModule`` of its
-    forward cutting the kept widths, then each SuperNetModule by its chosen candidate,
-    keeping the model's own class and forward otherwise. Returns the model (a
-    GraphModule when the network's own forward is rewritten)."""
+    return it: each module whose forward cuts the channels at constant positions that
+    pruning moves (``cuts``) is replaced by a ``torch.fx.GraphModule`` of its forward
+    cutting the kept widths (first: traced on the unpruned layers, its cuts are the ones
+    the spec recorded even when the forward computes them from a layer's attributes), then
+    each listed Conv/Linear/norm layer by its sliced copy and each listed parameter by its
+    sliced copy, then each SuperNetModule by its chosen candidate, keeping the model's own
+    class and forward otherwise. Returns the model (a GraphModule when the network's own
+    forward is rewritten)."""
     if spec.get("format") != FORMAT:
         raise ValueError(
             f"not a lightning_dnas architecture spec (format {spec.get('format')!r}, "
             f"expected {FORMAT!r})"
         )
+    model = _rewrite_cuts(model, spec.get("cuts", {}))
     for name, entry in spec["modules"].items():
         try:
             layer = model.get_submodule(name)
@@ -89,7 +92,6 @@ def apply_arch(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
         _slice_parameter(model, name, entry)
     for name, sizes in spec.get("sizes", {}).items():
         _set_sizes(model, name, sizes)
-    model = _rewrite_cuts(model, spec.get("cuts", {}))
     for name, choice in spec.get("choices", {}).items():
         module = model.get_submodule(name)
         if not isinstance(module, SuperNetModule):

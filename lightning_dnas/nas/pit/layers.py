@@ -17,6 +17,7 @@ under that prefix), so training the search network trains the original weights.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,23 @@ def _view_on(vec: Tensor, dim: int, rank: int) -> Tensor:
     return vec.view(shape)
 
 
-class MaskedConv(nn.Module):
+class _Wrapper(nn.Module):
+    """A masked layer: holds the user's module as ``.layer`` and answers for it any
+    attribute it does not have itself, so that a forward reading the layer's attributes
+    (``self.conv.out_channels``, ``self.bn.num_features``) runs unchanged on the search
+    network (the values are the unpruned layer's, as the search network's tensors are)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            layer = self._modules.get("layer") if "_modules" in self.__dict__ else None
+            if layer is None or name.startswith("_"):
+                raise
+            return getattr(layer, name)
+
+
+class MaskedConv(_Wrapper):
     """A Conv1d/2d/3d whose weight (and bias) carry the output-channel mask ``out`` (when
     the mask point is the conv itself) and, for Conv1d, the time-tap mask ``taps``.
 
@@ -114,7 +131,7 @@ class MaskedConv(nn.Module):
         return [p for taps in self._taps for p in taps.parameters()]
 
 
-class MaskedLinear(nn.Module):
+class MaskedLinear(_Wrapper):
     """A Linear whose weight rows and bias carry the output-channel mask ``out``; ``inp`` as
     for :class:`MaskedConv` (on the last dim)."""
 
@@ -177,7 +194,7 @@ def runs_own_forward(norm: nn.Module) -> bool:
         type(norm).__module__.startswith("torch.nn."))
 
 
-class MaskedBatchNorm(nn.Module):
+class MaskedBatchNorm(_Wrapper):
     """A BatchNorm/InstanceNorm/GroupNorm whose affine parameters are multiplied by a
     channel mask, so that pruned channels read exactly zero after it; running statistics
     are the wrapped module's and are updated exactly as it would update them. A GroupNorm's
@@ -278,7 +295,7 @@ class _KeptChannelsMode(TorchFunctionMode):
         return kept_layer_norm(call["input"], self.mask, weight, bias, call.get("eps", 1e-5))
 
 
-class MaskedLayerNorm(nn.Module):
+class MaskedLayerNorm(_Wrapper):
     """A LayerNorm (or a subclass calling ``F.layer_norm`` on its own parameters, like
     torchvision's LayerNorm2d) over the channel dim, computed over the kept channels only
     (:func:`kept_layer_norm`), so that it equals its exported, sliced copy. The wrapped

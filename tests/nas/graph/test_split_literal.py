@@ -143,3 +143,36 @@ def test_unbind_of_the_channel_dim_freezes():
     with pytest.warns(UserWarning, match="output channels of conv are kept whole"):
         search = assert_faithful(Rows(), X)
     assert not search.channel_masks
+
+
+class ReadsWidth(nn.Module):
+    """A split whose sizes the forward computes from its conv's attribute (``[4,
+    self.conv.out_channels - 4]``), the conv masked on its own output (no norm after it):
+    in the search network ``self.conv`` is a masked wrapper, which answers for the conv's
+    attributes; on export the sizes are those read from the unpruned conv, cut to the
+    kept widths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 1)
+        self.left, self.right = nn.Conv2d(4, 2, 1), nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), [4, self.conv.out_channels - 4], 1)
+        return torch.cat([self.left(a), self.right(b)], 1)
+
+
+def test_sizes_read_from_a_masked_layer_attribute_search_and_export():
+    torch.manual_seed(0)
+    model = ReadsWidth()
+    search = assert_faithful(model, X)
+    assert type(search.net.conv).__name__ == "MaskedConv"
+    assert search.net.conv.out_channels == 10  # the wrapped conv's, unpruned
+    assert [m.alpha.numel() for k, m in search.channel_masks.items()
+            if k.startswith("conv")] == [4, 6]  # fmt: skip
+    randomize_masks(search, 1)
+    kept = [int((m.theta() > 0.5).sum()) for k, m in search.channel_masks.items()
+            if k.startswith("conv")]  # fmt: skip
+    rebuilt = apply_arch(ReadsWidth(), json.loads(json.dumps(search.arch())))
+    assert rebuilt.conv.out_channels == sum(kept)
+    assert (rebuilt.left.in_channels, rebuilt.right.in_channels) == tuple(kept)
