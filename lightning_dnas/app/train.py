@@ -51,6 +51,7 @@ from .checks import ConfigError, check_config, check_output_dir, read_budget
 from .export import save_export
 from .modules import AutoEncoderModule, ClassificationModule
 from .phases import EpochPrinter, Phase, StageRecorder, measure, plan, total_epochs
+from .quiet import drop_lightning_tips
 from .report import format_table, layer_shapes, network_costs, point, wandb_summary, with_memory
 from .results import Point, RunResult, StageRecord, make_search_id
 
@@ -262,6 +263,7 @@ def run(cfg: DictConfig, out: Path) -> RunResult:
     start_time = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    drop_lightning_tips()
     int8.check(cfg)
     app = Run(cfg, out)
     result = None
