@@ -78,6 +78,15 @@ def fit(compiled: bool, epochs: int = 2) -> tuple[DNASCallback, list[int]]:
     return dnas, per_epoch.seen
 
 
+def assert_same_search(compiled: DNASCallback, eager: DNASCallback) -> None:
+    """The compiled fit found the eager fit's architectures and weights."""
+    assert [h["arch"] for h in compiled.history] == [h["arch"] for h in eager.history]
+    got, want = compiled.exported.state_dict(), eager.exported.state_dict()
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
+
+
 def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_architecture():
     compiled, seen = fit(compiled=True)
     # Stages of 2 epochs each. Warmup and search run the same search network (converted
@@ -85,11 +94,7 @@ def test_user_compiled_module_compiles_twice_per_stage_and_finds_the_eager_archi
     # The export at the fine-tune's start swaps the network: once more each, then nothing.
     assert seen == [2, 2, 2, 2, 4, 4]
     eager, _ = fit(compiled=False)
-    assert [h["arch"] for h in compiled.history] == [h["arch"] for h in eager.history]
-    got, want = compiled.exported.state_dict(), eager.exported.state_dict()
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
+    assert_same_search(compiled, eager)
 
 
 def test_a_recompile_limit_below_the_fits_network_count_is_raised(caplog):
@@ -129,8 +134,4 @@ def test_several_networks_compiled_compile_once_per_network_and_find_the_eager_a
     kept = compiled.history[0]["arch"]["modules"]["backbone.c2"]["out"]
     assert kept is not None and len(kept) < 8, "the search removed none of the shared channels"
     eager, _ = several(compiled=False)
-    assert [h["arch"] for h in compiled.history] == [h["arch"] for h in eager.history]
-    got, want = compiled.exported.state_dict(), eager.exported.state_dict()
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5)
+    assert_same_search(compiled, eager)
