@@ -105,6 +105,16 @@ def place(owner: nn.Module, network: Network, net: nn.Module) -> None:
         delattr(owner, MASKS)
 
 
+def holds(owner: nn.Module, network: Network) -> bool:
+    """Whether ``owner`` has the submodule ``network`` (a list: each of them)."""
+    try:
+        for path in [network] if isinstance(network, str) else network:
+            owner.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
 def problem(owner: nn.Module, names: Sequence[str]) -> str | None:
     """Why ``names`` cannot be searched together in ``owner`` (``None``: they can): a name
     the owner does not have, one that is not an ``nn.Module``, one inside another."""

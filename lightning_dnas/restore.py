@@ -29,7 +29,7 @@ from .nas.engine import DNAS
 from .nas.methods import get_method
 from .nas.modules import set_submodule
 from .nas.spec import apply_arch
-from .network_group import Network, NetworkGroup, gather, group_of, place, prepare_qat_parts
+from .network_group import Network, NetworkGroup, gather, group_of, holds, place, prepare_qat_parts
 
 # The entry's name is its own error message: a loader without the structure hooks
 # (``Module.load_from_checkpoint``, a Trainer without the callback) reports it verbatim as
@@ -267,7 +267,7 @@ def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> n
                          f"({STATE_KEY!r}): was it written by a DNASCallback fit?")  # fmt: skip
     structure = NetworkStructure.from_json(state[STATE_KEY])
     example = example_from_record(structure.example)
-    whole = _holds(module, structure.network)
+    whole = holds(module, structure.network)
     if isinstance(structure.network, list) and not whole:
         raise ValueError(f"{ckpt_path} searched several modules together "
                          f"({structure.network}): restore it into the module holding them")
@@ -290,11 +290,3 @@ def restore(module: nn.Module, ckpt_path: str | Path, cost: Any = "params") -> n
                             **{k: v for k, v in state.items() if k.startswith(prefix)}})
     return holder.get_submodule(structure.network)
 
-
-def _holds(module: nn.Module, network: Network) -> bool:
-    try:
-        for path in [network] if isinstance(network, str) else network:
-            module.get_submodule(path)
-    except AttributeError:
-        return False
-    return True

@@ -28,7 +28,7 @@ from torchmetrics import Metric
 from ..nas.graph.trace import UnsupportedModelError
 from ..nas.methods import METHODS
 from ..nas.supernet.combiner import MODES
-from ..network_group import Network, problem
+from ..network_group import Network, holds, problem
 from ..stages import Stage, default_stages, parse_stages
 from .arch_step import stage_lambdas
 from .clock import SEARCH_KINDS
@@ -147,12 +147,7 @@ def has_network(pl_module: LightningModule, network: Network | None) -> bool:
     (``None``) some child holds trainable parameters."""
     if network is None:
         return bool(_candidates(pl_module))
-    try:
-        for path in [network] if isinstance(network, str) else network:
-            pl_module.get_submodule(path)
-    except AttributeError:
-        return False
-    return True
+    return holds(pl_module, network)
 
 
 def check_networks(pl_module: Any, network: Network) -> None:
