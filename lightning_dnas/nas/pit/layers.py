@@ -79,10 +79,15 @@ class _Wrapper(nn.Module):
     network (the values are the unpruned layer's, as the search network's tensors are)."""
 
     def __getattr__(self, name: str) -> Any:
+        # Every ``self.layer`` of a forward lands here (submodules live in ``_modules``):
+        # the common case is answered first, without nn.Module's three-dict search.
+        modules = self.__dict__.get("_modules")
+        if modules is not None and name in modules:
+            return modules[name]
         try:
             return super().__getattr__(name)
         except AttributeError:
-            layer = self._modules.get("layer") if "_modules" in self.__dict__ else None
+            layer = None if modules is None else modules.get("layer")
             if layer is None or name.startswith("_"):
                 raise
             return getattr(layer, name)
