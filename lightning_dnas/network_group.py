@@ -97,8 +97,7 @@ def place(owner: nn.Module, network: Network, net: nn.Module) -> None:
         # forward, which the owner's own forward never calls: its cached values would go
         # stale (an old pass's autograd graph). Without it each mask binarizes itself.
         group._forward_pre_hooks.pop(net._bank_hook, None)
-        for mask in net.channel_masks.values():
-            mask.bank, mask._current = None, None
+        net._bank.disconnect()
         setattr(owner, MASKS, nn.ModuleDict({"channel_masks": net.channel_masks,
                                              "tap_masks": net.tap_masks}))  # fmt: skip
     elif MASKS in owner._modules:

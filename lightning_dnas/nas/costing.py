@@ -21,7 +21,7 @@ from .cost.models import CostModel, LayerShape, PeakRamCost, as_tensor
 from .graph.channel_graph import ChannelGraph, LayerCall
 from .graph.channel_layout import Layout
 from .memory_costs import hard_peak, soft_peak
-from .pit.masks import THRESHOLD, ChannelMask, TapMask
+from .pit.masks import THRESHOLD, ChannelMask, MaskBank, TapMask
 from .supernet.module import SuperNetModule
 
 
@@ -40,6 +40,7 @@ class SearchCosts:
     _first_calls: list[LayerCall]
     _owners: dict[str, tuple[str, int] | None]
     _fast: LinearCounts
+    _bank: MaskBank
     net: nn.Module
 
     def _cost_name(self, name: str | None) -> str:
@@ -174,8 +175,7 @@ class SearchCosts:
         return total
 
     def _fast_soft_cost(self, kind: str, ref: Tensor) -> Tensor:
-        masks = list(self._group_masks.values())
-        alphas = torch.cat([m.alpha for m in masks]).abs() if masks else ref.new_zeros(0)
+        alphas = self._bank.alphas().abs() if self._group_masks else ref.new_zeros(0)
         weights = None
         if self.choices:
             probs = [self._weights(c) for c in self.choices.values()]

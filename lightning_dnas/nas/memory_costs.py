@@ -259,8 +259,8 @@ def soft_peak(engine: Any, act_bits: int, ref: Tensor) -> Tensor:
             t._soft[key] = (a.to(**dd), widx.to(ref.device), sw.to(ref.device),
                             m.to(**dd), c.to(**dd), atoms.to(ref.device))  # fmt: skip
     parts = t._soft[key]
-    masks = list(engine._group_masks.values())
-    alphas = torch.cat([mk.alpha for mk in masks]).abs().to(ref.dtype) if masks else None
+    masks = engine._group_masks
+    alphas = engine._bank.alphas().abs().to(ref.dtype) if masks else None
     if not engine.choices:
         am, ac = parts
         values = ac if alphas is None else torch.addmv(ac, am, alphas)

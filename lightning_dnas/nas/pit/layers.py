@@ -48,7 +48,7 @@ class ChannelVector:
 
     def __call__(self, like: Tensor) -> Tensor:
         if self._direct is not None:
-            vec = self._direct()
+            vec = self._direct.value()
             if self.detach:
                 vec = vec.detach()
             return vec if vec.dtype == like.dtype else vec.to(like.dtype)
@@ -57,7 +57,7 @@ class ChannelVector:
             if mask is None:
                 piece, times = like.new_ones(size), rep
             else:
-                piece = mask()
+                piece = mask.value()
                 if self.detach:
                     piece = piece.detach()
                 times = rep * size // piece.numel()
@@ -221,12 +221,42 @@ class MaskedBatchNorm(_Wrapper):
         self._instance = isinstance(layer, nn.modules.instancenorm._InstanceNorm)
         self._group = isinstance(layer, nn.GroupNorm)
         self._own_forward = runs_own_forward(layer)
+        self._folded: tuple[Tensor, Tensor, tuple[int, int, int], bool] | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        bn = self.layer
+    def __getstate__(self) -> dict[str, Any]:
+        """Copy/pickle state without this pass's folded parameters (an autograd graph)."""
+        return dict(self.__dict__) | {"_folded": None}
+
+    @property
+    def fold_mask(self) -> ChannelMask | None:
+        """The mask a :class:`~lightning_dnas.nas.pit.masks.MaskBank` may fold into this
+        norm's weight and bias: the one mask covering every channel, one entry per channel,
+        not detached, with both affine parameters present; else None (folded here)."""
+        bn, vec = self.layer, self._mask
+        if vec._direct is None or vec.detach or bn.weight is None or bn.bias is None:
+            return None
+        return vec._direct
+
+    def folded(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(weight * m, bias * m)``: the bank's values of this pass while they are
+        current (weight, bias and mask unchanged since, same grad mode, not compiling),
+        else computed here; without an affine weight, ``(m, None)``."""
+        bn, folded = self.layer, self._folded
+        if folded is not None and folded[3] == torch.is_grad_enabled() and (
+                not torch.compiler.is_compiling()):  # fmt: skip
+            # From _parameters directly: this runs for every norm in every step.
+            params = bn._parameters
+            alpha = self._mask._direct._parameters["alpha"]
+            if folded[2] == (params["weight"]._version, params["bias"]._version, alpha._version):
+                return folded[0], folded[1]
         m = self._mask(x)
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
+        return weight, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self.layer
+        weight, bias = self.folded(x)
         if self._own_forward:
             func = F.group_norm if self._group else F.batch_norm
             mode = _MaskedAffineMode(bn, func, weight, bias)
