@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from ..nas.budget import BudgetController, BudgetError
 from ..nas.engine import DNAS
@@ -79,8 +80,21 @@ def stage_lambdas(strength: float | Mapping[str, float], costs: Mapping[str, Any
 
 def default_arch_optimizer(lr: float) -> Callable[[list[dict[str, Any]]], torch.optim.Optimizer]:
     """Adam without weight decay: the architecture parameters' own optimizer (a decay
-    would pull every mask and logit towards 0, a bias the cost term does not ask for)."""
-    return lambda groups: torch.optim.Adam(groups, lr=lr, weight_decay=0.0)
+    would pull every mask and logit towards 0, a bias the cost term does not ask for).
+
+    Fused (``fused=True``: one kernel over every architecture tensor) where torch has a
+    fused Adam for their device and dtype, else the default implementation: on CPU the
+    default loops in Python over the tensors, a dozen small ops for each of the 5-30 mask
+    vectors, which was a third of the search step's extra ops (docs/BENCHMARKS.md)."""
+
+    def make(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        # torch checks this only at the first step; it is torch's own condition.
+        devices = _get_fused_kernels_supported_devices()
+        fused = all(p.is_floating_point() and p.device.type in devices
+                    for g in groups for p in g["params"])  # fmt: skip
+        return torch.optim.Adam(groups, lr=lr, weight_decay=0.0, fused=fused)
+
+    return make
 
 
 class ArchStep:
