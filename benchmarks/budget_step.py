@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pit_step import CASES, Stepper, machine, weight_optimizer
+from pit_step import CASES, Stepper, arch_optimizer, machine, weight_optimizer
 from step_workers import steady_heap
 
 from lightning_dnas import PIT
@@ -61,7 +61,7 @@ def build(key: str, variant: str, seed: int) -> Stepper:
     costs = {"params": "params"} if cost == "params" else {"params": "params", cost: cost}
     search = PIT(model, example_input=x[:1].clone(), cost=costs).train()
     opts: list[torch.optim.Optimizer] = [weight_optimizer("sgd", search.net_parameters()),
-                                         weight_optimizer("adam", search.nas_parameters())]
+                                         arch_optimizer("callback", search.nas_parameters())]
     if variant.endswith("+budget"):
         ctrl = BudgetController(search, {cost: 0.5 * search.hard_cost(cost)}, ramp_steps=10**6)
         return BudgetStepper(ctrl, search, lambda: ctrl.term(1.0), opts, x, y)

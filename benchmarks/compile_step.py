@@ -6,7 +6,8 @@ Suites (``--suite``):
 - ``pit`` (ResNet-8 batch 32, DS-CNN batch 100, MobileNetV1 batch 32, the cases of
   ``pit_step.py``): ``plain`` is the seed network (cross-entropy, backward, SGD with
   momentum 0.9); ``search`` is ``PIT(model, cost="params")`` with ``+ 1e-6 * soft_cost``,
-  SGD on ``net_parameters()`` and Adam on ``nas_parameters()``.
+  SGD on ``net_parameters()`` and the DNASCallback's architecture Adam (fused on CPU) on
+  ``nas_parameters()``.
 - ``supernet`` (the zoo SuperNets of ``supernet_hard_step.py``): ``reference`` runs every
   candidate with autograd and sums them with fixed weights 1/n; ``softmax`` and
   ``hard_softmax`` are ``SuperNet(model, softmax=mode)`` with ``+ 1e-7 * soft_cost`` and
@@ -86,7 +87,7 @@ def _closure(net: torch.nn.Module, compiled: bool, x: torch.Tensor, y: torch.Ten
 def pit_builder(model: str, variant: str, compiled: bool, seed: int) -> Callable[[], None]:
     """Worker side of the ``pit`` suite: ``pit_step.py``'s step of ``variant``."""
     options = {"seed": seed, "batch": None, "optimizer": "sgd", "fused": False,
-               "cost": "params", "lam": 1e-6}  # fmt: skip
+               "cost": "params", "lam": 1e-6, "arch_optimizer": "callback"}  # fmt: skip
     return build_step(model, variant, compiled, options)
 
 

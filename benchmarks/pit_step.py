@@ -7,7 +7,9 @@ For each seed model of the zoo (ResNet-8 batch 32, DS-CNN batch 100, MobileNetV1
   optimizer of both variants ``fused=True``);
 - ``search`` step: forward of ``PIT(model, cost="params")``, cross-entropy
   ``+ lam * soft_cost`` (``search.regularizer(lam)``, lam = 1e-6), backward, step of the
-  same weight optimizer on ``net_parameters()`` and of an Adam on ``nas_parameters()``.
+  same weight optimizer on ``net_parameters()`` and of the architecture optimizer on
+  ``nas_parameters()``: by default the one a ``DNASCallback`` gives them (an Adam, fused on
+  CPU); ``--arch-optimizer adam`` for torch's default Adam.
 
 Both use the same random batch. Measurement condition: CPU, ``torch.set_num_threads(2)``
 (``--threads``), fixed seed, a few warm-up steps of each, then interleaved rounds (plain,
@@ -68,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_workers import Timings, fault_adjusted_ratio, process_ratio, run_interleaved, steady_heap
 
 from lightning_dnas import PIT
+from lightning_dnas.callback.arch_step import default_arch_optimizer
 from lightning_dnas.zoo import DSCNN, MobileNetV1, ResNet8
 
 
@@ -111,6 +114,17 @@ def weight_optimizer(
     if kind == "sgd":
         return torch.optim.SGD(params, lr=1e-3, momentum=0.9, **extra)
     return torch.optim.Adam(params, lr=1e-3, **extra)
+
+
+def arch_optimizer(kind: str, params: Iterable[nn.Parameter], fused: bool = False,
+                   ) -> torch.optim.Optimizer:  # fmt: skip
+    """The search step's optimizer of ``nas_parameters()`` (lr 1e-3): ``callback``, the
+    DNASCallback's default architecture optimizer (an Adam, fused where torch has a fused
+    Adam: on CPU); ``adam``, torch's Adam with its defaults (``fused`` as for the weights:
+    a per-tensor Python loop on CPU otherwise)."""
+    if kind == "callback":
+        return default_arch_optimizer(1e-3)([{"params": list(params)}])
+    return weight_optimizer("adam", params, fused)
 
 
 class Stepper:
@@ -159,7 +173,7 @@ def build_step(key: str, variant: str, compiled: bool, options: dict[str, object
     scratch, as :func:`run_case` builds it (same seed, batch, optimizers, regulariser),
     the network's forward wrapped in ``torch.compile`` when ``compiled``: the worker side
     of ``--isolate`` (:mod:`step_workers`) and of ``compile_step.py``. ``options``:
-    ``seed``, ``batch``, ``optimizer``, ``fused``, ``cost``, ``lam``."""
+    ``seed``, ``batch``, ``optimizer``, ``fused``, ``cost``, ``lam``, ``arch_optimizer``."""
     case, o = CASES[key], options
     torch.manual_seed(o["seed"])
     seed_model = case.factory()
@@ -176,7 +190,7 @@ def build_step(key: str, variant: str, compiled: bool, options: dict[str, object
         lam = o["lam"]
         extra = lambda: search.regularizer(lam)  # noqa: E731
         opts = [weight_optimizer(o["optimizer"], search.net_parameters(), o["fused"]),
-                weight_optimizer("adam", search.nas_parameters(), o["fused"])]  # fmt: skip
+                arch_optimizer(o["arch_optimizer"], search.nas_parameters(), o["fused"])]
     stepper = Stepper(torch.compile(net) if compiled else net, extra, opts, x, y)
     return lambda: stepper(record=False)
 
@@ -184,7 +198,7 @@ def build_step(key: str, variant: str, compiled: bool, options: dict[str, object
 def _isolated_times(key: str, args: argparse.Namespace) -> tuple[Timings, Timings]:
     """``--isolate``: plain and search steps, each variant in ``--processes`` processes."""
     options = {k: getattr(args, k) for k in ("seed", "batch", "optimizer", "fused", "cost",
-                                             "lam")}  # fmt: skip
+                                             "lam", "arch_optimizer")}  # fmt: skip
     out = run_interleaved({v: (build_step, (key, v, False, options)) for v in ("plain", "search")},
                           args.rounds, args.steps_per_round, args.warmup, args.threads,
                           args.heap, args.clock, args.processes, args.at_once)  # fmt: skip
@@ -233,7 +247,7 @@ def run_case(case: Case, args: argparse.Namespace) -> Result:
     search_step = Stepper(
         search, lambda: search.regularizer(lam),
         [weight_optimizer(args.optimizer, search.net_parameters(), fused),
-         weight_optimizer("adam", search.nas_parameters(), fused)],
+         arch_optimizer(args.arch_optimizer, search.nas_parameters(), fused)],
         x, y,
     )  # fmt: skip
 
@@ -340,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5,
                         help="conversions / exports timed (median)")  # fmt: skip
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--arch-optimizer", choices=("callback", "adam"), default="callback",
+                        help="callback: the DNASCallback's architecture optimizer (fused "
+                             "Adam on CPU); adam: torch's Adam with its defaults")  # fmt: skip
     parser.add_argument("--cost", default="params")
     parser.add_argument("--lam", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
