@@ -107,6 +107,24 @@ def test_inductor_pit_step_is_one_graph_with_eager_gradients_and_export():
         torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6)
 
 
+def test_values_an_eager_pass_left_are_not_read_by_the_compiled_step():
+    """The bank's values (binarized masks, folded norms) of an eager pass stay in the
+    modules; the compiled step neither reads them (stale after the update) nor guards on
+    them (a recompilation per eager pass)."""
+    eager = make_pit()
+    assert eager._bank.norms  # the two BatchNorms are folded by the bank
+    twin = copy.deepcopy(eager)
+    with compile_counts() as counts:
+        compiled = torch.compile(twin, backend="aot_eager")
+        for _ in range(3):
+            for net in (twin, eager):  # eager: the bank fills its values
+                step(net, net)
+                sgd(net)
+            assert_close_grads(step(compiled, twin), step(eager, eager))
+            sgd(twin), sgd(eager)
+    assert counts == {"frames": 1, "graph_breaks": 0}
+
+
 def make_supernet(cls: type, mode: str) -> nn.Module:
     torch.manual_seed(0)
     net = TinySuperNet()

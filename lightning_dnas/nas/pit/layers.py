@@ -241,9 +241,11 @@ class MaskedBatchNorm(_Wrapper):
         """``(weight * m, bias * m)``: the bank's values of this pass while they are
         current (weight, bias and mask unchanged since, same grad mode, not compiling),
         else computed here; without an affine weight, ``(m, None)``."""
-        bn, folded = self.layer, self._folded
-        if folded is not None and folded[3] == torch.is_grad_enabled() and (
-                not torch.compiler.is_compiling()):  # fmt: skip
+        bn = self.layer
+        # Compiled, the bank serves nothing (MaskBank.__call__): the graph must not read
+        # (and guard on) a value an eager pass left.
+        folded = None if torch.compiler.is_compiling() else self._folded
+        if folded is not None and folded[3] == torch.is_grad_enabled():
             # From _parameters directly: this runs for every norm in every step.
             params = bn._parameters
             alpha = self._mask._direct._parameters["alpha"]
