@@ -67,7 +67,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_workers import Timings, fault_adjusted_ratio, process_ratio, run_interleaved, steady_heap
+from step_workers import (
+    Timings,
+    fault_adjusted_error,
+    fault_adjusted_ratio,
+    process_ratio,
+    run_interleaved,
+    steady_heap,
+)
 
 from lightning_dnas import PIT
 from lightning_dnas.callback.arch_step import default_arch_optimizer
@@ -215,7 +222,8 @@ def _isolated_note(plain: Timings, search: Timings) -> str:
     return (f"faults/step {statistics.median(plain.faults):.0f} / "
             f"{statistics.median(search.faults):.0f}, over {len(ratios)} processes "
             f"{ratio:.3f}x +- {error:.3f}, at equal faults "
-            f"{fault_adjusted_ratio(plain, search):.3f}x, per-process ratio "
+            f"{fault_adjusted_ratio(plain, search):.3f}x +- "
+            f"{fault_adjusted_error(plain, search):.3f}, per-process ratio "
             f"{min(ratios):.3f}-{max(ratios):.3f}x")
 
 

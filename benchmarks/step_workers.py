@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import random
 import resource
 import statistics
 import time
@@ -180,6 +181,36 @@ def fault_adjusted_ratio(base: Timings, other: Timings) -> float:
     at = statistics.mean([*base.faults, *other.faults])
     (ab, bb), (ao, bo) = line(base), line(other)
     return (ao + bo * at) / (ab + bb * at)
+
+
+def fault_adjusted_error(base: Timings, other: Timings, draws: int = 400,
+                         seed: int = 0) -> float:  # fmt: skip
+    """Standard error of :func:`fault_adjusted_ratio` over processes: the standard
+    deviation of the ratio over ``draws`` bootstrap resamples, each variant's worker
+    processes drawn with replacement (all steps of a drawn process kept together: the
+    process, not the step, is the draw of the heap's state)."""
+
+    def by_process(t: Timings) -> list[tuple[list[float], list[int]]]:
+        workers = sorted(set(t.process))
+        return [([x for x, p in zip(t.times, t.process, strict=True) if p == w],
+                 [f for f, p in zip(t.faults, t.process, strict=True) if p == w])
+                for w in workers]  # fmt: skip
+
+    def resample(groups: list[tuple[list[float], list[int]]], rng: random.Random) -> Timings:
+        out = Timings()
+        for k, (times, faults) in enumerate(rng.choices(groups, k=len(groups))):
+            out.times += times
+            out.faults += faults
+            out.process += [k] * len(times)
+        return out
+
+    rng = random.Random(seed)
+    groups_b, groups_o = by_process(base), by_process(other)
+    if len(groups_b) < 2 or len(groups_o) < 2:
+        return 0.0
+    ratios = [fault_adjusted_ratio(resample(groups_b, rng), resample(groups_o, rng))
+              for _ in range(draws)]  # fmt: skip
+    return statistics.stdev(ratios)
 
 
 def _run_batch(
