@@ -175,6 +175,8 @@ def fault_adjusted_ratio(base: Timings, other: Timings) -> float:
     """
 
     def line(t: Timings) -> tuple[float, float]:
+        if len(set(t.faults)) < 2:  # no spread in faults (a steady heap has none): no slope
+            return statistics.mean(t.times), 0.0
         slope, intercept = statistics.linear_regression([float(f) for f in t.faults], t.times)
         return intercept, slope
 
