@@ -84,7 +84,7 @@ class MaskBank:
             m.bank, m._current = None, None
         for n in self.norms:
             n._folded = None
-        self.norms, self._norm_slots, self._alpha, self._live = [], [], None, False
+        self._alpha, self._live = None, False
 
     def _alphas(self) -> list[Tensor]:
         # From _parameters directly: nn.Module.__getattr__ would run once per mask.

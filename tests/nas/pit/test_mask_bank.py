@@ -171,4 +171,8 @@ def test_a_disconnected_bank_serves_nothing():
     search(x)
     assert all(m._current is None for m in search.channel_masks.values())
     assert all(n._folded is None for n in search.net.modules() if isinstance(n, MaskedBatchNorm))
-    assert search._bank.alphas() is not None
+    bank = search._bank
+    assert bank._alpha is None
+    fresh = bank.alphas()
+    assert fresh is not bank.alphas()  # a new concatenation each time
+    assert torch.equal(fresh, torch.cat([m.alpha for m in search.channel_masks.values()]))
