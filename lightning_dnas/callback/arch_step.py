@@ -78,9 +78,27 @@ def stage_lambdas(strength: float | Mapping[str, float], costs: Mapping[str, Any
         raise MisconfigurationException(f"strength must be numbers, got {value!r}") from err
 
 
+class ArchAdam(torch.optim.Adam):
+    """torch's Adam, without its per-step CUDA-graph-capture check while every parameter
+    is on the CPU (a CPU step is never captured in a CUDA graph).
+
+    Why: ``lightning`` sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when it is imported, and
+    with it that check (``torch.accelerator.current_accelerator(check_available=True)``,
+    then ``torch.cuda.device_count()``) tries to load NVML at every step with a CUDA build
+    of torch on a machine without a GPU driver: a failed library search (seven ``openat``,
+    an ``mmap`` of ``ld.so.cache``) and a ctypes class left as a garbage cycle at every
+    step, ~120 us here, twice the cost of the fused step itself (docs/BENCHMARKS.md). On any other device the check runs as in torch."""
+
+    def _accelerator_graph_capture_health_check(self) -> None:
+        if all(p.device.type == "cpu" for g in self.param_groups for p in g["params"]):
+            return
+        super()._accelerator_graph_capture_health_check()
+
+
 def default_arch_optimizer(lr: float) -> Callable[[list[dict[str, Any]]], torch.optim.Optimizer]:
-    """Adam without weight decay: the architecture parameters' own optimizer (a decay
-    would pull every mask and logit towards 0, a bias the cost term does not ask for).
+    """Adam without weight decay (:class:`ArchAdam`): the architecture parameters' own
+    optimizer (a decay would pull every mask and logit towards 0, a bias the cost term
+    does not ask for).
 
     Fused (``fused=True``: one kernel over every architecture tensor) where torch has a
     fused Adam for their device and dtype, else the default implementation: on CPU the
@@ -92,7 +110,7 @@ def default_arch_optimizer(lr: float) -> Callable[[list[dict[str, Any]]], torch.
         devices = _get_fused_kernels_supported_devices()
         fused = all(p.is_floating_point() and p.device.type in devices
                     for g in groups for p in g["params"])  # fmt: skip
-        return torch.optim.Adam(groups, lr=lr, weight_decay=0.0, fused=fused)
+        return ArchAdam(groups, lr=lr, weight_decay=0.0, fused=fused)
 
     return make
 
@@ -336,5 +354,5 @@ class ArchStep:
         return out
 
 
-__all__ = ["ArchStep", "budget_binds", "budget_stage", "check_budget", "default_arch_optimizer",
-           "stage_lambdas"]
+__all__ = ["ArchAdam", "ArchStep", "budget_binds", "budget_stage", "check_budget",
+           "default_arch_optimizer", "stage_lambdas"]
