@@ -27,7 +27,7 @@ from .graph.cuts import cut_widths
 from .graph.ops import op_name
 from .graph.trace import as_tuple, propagate_shapes, trace
 from .pit.convert import build_search_network, searchable_taps
-from .pit.layers import MaskedBatchNorm, unwrap_masked
+from .pit.layers import FoldedLayer, unwrap_masked
 from .pit.masks import MaskBank, TapMask
 from .selectors import Selector, matches, parse_selectors
 from .spec import FORMAT, apply_arch
@@ -108,8 +108,8 @@ class DNAS(SearchCosts, nn.Module):
         owner = _mask_keys(cg)
         self.channel_masks = nn.ModuleDict({owner[root]: m for root, m in plan.masks.items()})
         self._group_masks = plan.masks  # by group root; the same modules as channel_masks
-        norms = [m for m in net.modules() if isinstance(m, MaskedBatchNorm) and m.fold_mask]
-        self._bank = MaskBank(list(plan.masks.values()), norms)
+        folded = [m for m in net.modules() if isinstance(m, FoldedLayer) and m.fold_mask]
+        self._bank = MaskBank(list(plan.masks.values()), folded)
         self._bank_hook = net.register_forward_pre_hook(self._bank).id
         self.tap_masks = nn.ModuleDict({_key(k): m for k, m in plan.taps.items()})
         self._taps = plan.taps  # by layer name; the same modules as tap_masks

@@ -19,14 +19,8 @@ from ..graph.channel_graph import ChannelGraph, LayerCall
 from ..graph.channel_layout import Layout
 from ..graph.ops import OPS, is_affine_norm, is_channel_prelu, module_op, nodes_in, op_name
 from ..modules import set_submodule
-from .layers import (
-    ChannelVector,
-    MaskedBatchNorm,
-    MaskedConv,
-    MaskedLayerNorm,
-    MaskedLinear,
-    runs_own_forward,
-)
+from .layer_norm import MaskedLayerNorm
+from .layers import ChannelVector, MaskedBatchNorm, MaskedConv, MaskedLinear, runs_own_forward
 from .masks import ChannelMask, TapMask
 
 

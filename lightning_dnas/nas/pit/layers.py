@@ -7,8 +7,7 @@ into parameters (O(channels) or O(weights)) instead of multiplying feature maps.
 * ``conv -> * mask`` (no BN after it) is a conv with ``W * m`` and ``b * m``.
 * Conv1d time taps are masked as ``W * tap_mask`` along the kernel axis.
 * A LayerNorm over the channels mixes them (mean and variance): it is computed over the
-  kept channels only, as its exported (sliced) copy computes it; the one masked layer that
-  needs extra passes over its feature map.
+  kept channels only, as its exported (sliced) copy computes it (``layer_norm.py``).
 
 Every masked layer keeps the user's module as ``.layer`` (same parameters, same state_dict entries
 under that prefix), so training the search network trains the original weights.
@@ -72,7 +71,7 @@ def _view_on(vec: Tensor, dim: int, rank: int) -> Tensor:
     return vec.view(shape)
 
 
-class _Wrapper(nn.Module):
+class MaskedWrapper(nn.Module):
     """A masked layer: holds the user's module as ``.layer`` and answers for it any
     attribute it does not have itself, so that a forward reading the layer's attributes
     (``self.conv.out_channels``, ``self.bn.num_features``) runs unchanged on the search
@@ -93,7 +92,54 @@ class _Wrapper(nn.Module):
             return getattr(layer, name)
 
 
-class MaskedConv(_Wrapper):
+Fold = tuple[Tensor, Tensor | None, tuple[int, int, int], bool, ChannelMask]
+"""A :class:`~lightning_dnas.nas.pit.masks.MaskBank`'s value for a layer: ``(weight * m,
+bias * m, versions of (weight, bias or -1, alpha), grad mode, the mask)``."""
+
+
+def fold_versions(params: dict[str, Any], alpha: Tensor) -> tuple[int, int, int]:
+    """``(weight, bias, alpha)._version`` (-1 for no bias): what a fold was computed from."""
+    bias = params["bias"]
+    return params["weight"]._version, -1 if bias is None else bias._version, alpha._version
+
+
+class FoldedLayer(MaskedWrapper):
+    """A masked layer whose mask-multiplied parameters a MaskBank may compute for the
+    pass (``_folded``, see :meth:`current_fold`); ``folds_vector``: its parameters are
+    vectors of the mask's size (a norm's), which the bank multiplies all at once."""
+
+    folds_vector = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._folded: Fold | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copy/pickle state without this pass's folded parameters (an autograd graph)."""
+        return dict(self.__dict__) | {"_folded": None}
+
+    @property
+    def fold_mask(self) -> ChannelMask | None:
+        """The mask a bank may fold into this layer's parameters: the one mask covering
+        every output channel, one entry per channel, not detached; else None."""
+        raise NotImplementedError
+
+    def current_fold(self) -> tuple[Tensor, Tensor | None] | None:
+        """The bank's ``(weight * m, bias * m)`` of this pass while it is current (weight,
+        bias and mask unchanged since, same grad mode, not compiling), else None."""
+        # Compiled, the bank serves nothing (MaskBank.__call__): the graph must not read
+        # (and guard on) a value an eager pass left.
+        folded = None if torch.compiler.is_compiling() else self._folded
+        if folded is None or folded[3] != torch.is_grad_enabled():
+            return None
+        # From _parameters directly: this runs for every folded layer in every step.
+        alpha = folded[4]._parameters["alpha"]
+        if folded[2] != fold_versions(self._modules["layer"]._parameters, alpha):
+            return None
+        return folded[0], folded[1]
+
+
+class MaskedConv(FoldedLayer):
     """A Conv1d/2d/3d whose weight (and bias) carry the output-channel mask ``out`` (when
     the mask point is the conv itself) and, for Conv1d, the time-tap mask ``taps``.
 
@@ -115,10 +161,22 @@ class MaskedConv(_Wrapper):
         self._inp = inp
         self._taps = [taps] if taps is not None else []  # a list: not registered twice
 
+    @property
+    def fold_mask(self) -> ChannelMask | None:
+        """See :attr:`FoldedLayer.fold_mask`; None with a tap mask (it scales the weight
+        too)."""
+        vec = self._out
+        if vec is None or vec._direct is None or vec.detach or self._taps:
+            return None
+        return vec._direct
+
     def forward(self, x: Tensor) -> Tensor:
         conv = self.layer
         if self._inp is not None:
             x = x * _view_on(self._inp(x), 1, x.dim())
+        current = self.current_fold()
+        if current is not None:
+            return conv._conv_forward(x, *current)
         weight, bias = conv.weight, conv.bias
         if self._taps:
             weight = weight * self._taps[0]().to(weight.dtype)
@@ -136,7 +194,7 @@ class MaskedConv(_Wrapper):
         return [p for taps in self._taps for p in taps.parameters()]
 
 
-class MaskedLinear(_Wrapper):
+class MaskedLinear(FoldedLayer):
     """A Linear whose weight rows and bias carry the output-channel mask ``out``; ``inp`` as
     for :class:`MaskedConv` (on the last dim)."""
 
@@ -148,9 +206,18 @@ class MaskedLinear(_Wrapper):
         self._out = out
         self._inp = inp
 
+    @property
+    def fold_mask(self) -> ChannelMask | None:
+        """See :attr:`FoldedLayer.fold_mask`."""
+        vec = self._out
+        return None if vec is None or vec._direct is None or vec.detach else vec._direct
+
     def forward(self, x: Tensor) -> Tensor:
         if self._inp is not None:
             x = x * self._inp(x)
+        current = self.current_fold()
+        if current is not None:
+            return F.linear(x, *current)
         weight, bias = self.layer.weight, self.layer.bias
         if self._out is not None:
             m = self._out(weight)
@@ -199,7 +266,7 @@ def runs_own_forward(norm: nn.Module) -> bool:
         type(norm).__module__.startswith("torch.nn."))
 
 
-class MaskedBatchNorm(_Wrapper):
+class MaskedBatchNorm(FoldedLayer):
     """A BatchNorm/InstanceNorm/GroupNorm whose affine parameters are multiplied by a
     channel mask, so that pruned channels read exactly zero after it; running statistics
     are the wrapped module's and are updated exactly as it would update them. A GroupNorm's
@@ -213,6 +280,7 @@ class MaskedBatchNorm(_Wrapper):
 
     # The mask scales the affine parameters only (see MaskedConv.layout_free).
     layout_free = True
+    folds_vector = True
 
     def __init__(self, layer: nn.Module, mask: ChannelVector):
         super().__init__()
@@ -221,17 +289,11 @@ class MaskedBatchNorm(_Wrapper):
         self._instance = isinstance(layer, nn.modules.instancenorm._InstanceNorm)
         self._group = isinstance(layer, nn.GroupNorm)
         self._own_forward = runs_own_forward(layer)
-        self._folded: tuple[Tensor, Tensor, tuple[int, int, int], bool] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Copy/pickle state without this pass's folded parameters (an autograd graph)."""
-        return dict(self.__dict__) | {"_folded": None}
 
     @property
     def fold_mask(self) -> ChannelMask | None:
-        """The mask a :class:`~lightning_dnas.nas.pit.masks.MaskBank` may fold into this
-        norm's weight and bias: the one mask covering every channel, one entry per channel,
-        not detached, with both affine parameters present; else None (folded here)."""
+        """See :attr:`FoldedLayer.fold_mask`; None unless both affine parameters are
+        present (folded here)."""
         bn, vec = self.layer, self._mask
         if vec._direct is None or vec.detach or bn.weight is None or bn.bias is None:
             return None
@@ -239,18 +301,12 @@ class MaskedBatchNorm(_Wrapper):
 
     def folded(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(weight * m, bias * m)``: the bank's values of this pass while they are
-        current (weight, bias and mask unchanged since, same grad mode, not compiling),
-        else computed here; without an affine weight, ``(m, None)``."""
+        current (:meth:`FoldedLayer.current_fold`), else computed here; without an affine
+        weight, ``(m, None)``."""
         bn = self.layer
-        # Compiled, the bank serves nothing (MaskBank.__call__): the graph must not read
-        # (and guard on) a value an eager pass left.
-        folded = None if torch.compiler.is_compiling() else self._folded
-        if folded is not None and folded[3] == torch.is_grad_enabled():
-            # From _parameters directly: this runs for every norm in every step.
-            params = bn._parameters
-            alpha = self._mask._direct._parameters["alpha"]
-            if folded[2] == (params["weight"]._version, params["bias"]._version, alpha._version):
-                return folded[0], folded[1]
+        current = self.current_fold()
+        if current is not None:
+            return current
         m = self._mask(x)
         weight = bn.weight * m if bn.weight is not None else m
         bias = bn.bias * m if bn.bias is not None else None
@@ -291,66 +347,9 @@ class MaskedBatchNorm(_Wrapper):
         )  # fmt: skip
 
 
-def kept_layer_norm(
-    x: Tensor, m: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
-) -> Tensor:
-    """Layer norm over the last dim restricted to the channels where the binary mask ``m``
-    is 1, zero on the others: ``((x - mean) / sqrt(var + eps) * w + b) * m`` with
-    ``mean = sum(m x) / sum(m)``, ``var = sum(m (x - mean)^2) / sum(m)``. Equals the sliced
-    LayerNorm on the kept channels; the mask gets gradients through the statistics and the
-    output (STE). The sums are matrix-vector products: no masked copy of ``x``."""
-    kept = m.sum()
-    mean = (x @ m).unsqueeze(-1) / kept
-    centred = x - mean
-    var = ((centred * centred) @ m).unsqueeze(-1) / kept
-    scale = m if weight is None else weight * m  # O(channels): folded, not a feature-map pass
-    normed = centred * torch.rsqrt(var + eps)
-    return normed * scale if bias is None else torch.addcmul(bias * m, normed, scale)
-
-
-class _KeptChannelsMode(TorchFunctionMode):
-    """Turns the ``F.layer_norm`` calls on ``norm``'s own weight into
-    :func:`kept_layer_norm` while ``norm``'s forward runs (its forward may permute around
-    the call, as torchvision's LayerNorm2d does)."""
-
-    def __init__(self, norm: nn.LayerNorm, mask: Tensor) -> None:
-        super().__init__()
-        self.norm, self.mask = norm, mask
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not F.layer_norm:
-            return func(*args, **kwargs)
-        names = ("input", "normalized_shape", "weight", "bias", "eps")
-        call = dict(zip(names, args, strict=False)) | kwargs
-        weight, bias = call.get("weight"), call.get("bias")
-        if weight is not self.norm.weight or bias is not self.norm.bias:
-            # The analysis saw only calls on the module's own parameters: anything else
-            # would be computed over all channels and no longer match the export.
-            raise RuntimeError(f"{type(self.norm).__name__} called F.layer_norm on other "
-                               "parameters than its own during the search")  # fmt: skip
-        return kept_layer_norm(call["input"], self.mask, weight, bias, call.get("eps", 1e-5))
-
-
-class MaskedLayerNorm(_Wrapper):
-    """A LayerNorm (or a subclass calling ``F.layer_norm`` on its own parameters, like
-    torchvision's LayerNorm2d) over the channel dim, computed over the kept channels only
-    (:func:`kept_layer_norm`), so that it equals its exported, sliced copy. The wrapped
-    module's forward runs unchanged; its mask is not detached."""
-
-    def __init__(self, layer: nn.LayerNorm, mask: ChannelVector):
-        super().__init__()
-        self.layer = layer
-        self._mask = mask
-
-    def forward(self, *args, **kwargs) -> Tensor:
-        with _KeptChannelsMode(self.layer, self._mask(args[0])):
-            return self.layer(*args, **kwargs)
-
-
 def unwrap_masked(net: nn.Module) -> nn.Module:
     """Replace every masked layer of ``net`` by the plain layer it wraps (in place)."""
     for name, module in list(net.named_modules()):
-        if isinstance(module, (MaskedConv, MaskedLinear, MaskedBatchNorm, MaskedLayerNorm)):
+        if isinstance(module, MaskedWrapper):
             set_submodule(net, name, module.layer)
     return net

@@ -16,14 +16,18 @@ from torch import Tensor, nn
 THRESHOLD = 0.5
 
 
-class FoldedNorm(Protocol):
-    """A masked norm whose affine parameters a :class:`MaskBank` multiplies by its mask:
-    ``layer`` has ``weight`` and ``bias``, ``fold_mask`` is the one mask covering all its
-    channels, and ``_folded`` receives ``(weight * m, bias * m, versions, grad mode)``."""
+class Folded(Protocol):
+    """A masked layer whose parameters a :class:`MaskBank` multiplies by its mask
+    (:class:`~lightning_dnas.nas.pit.layers.FoldedLayer`): ``layer`` has ``weight`` and
+    ``bias`` (``None`` allowed unless ``folds_vector``), ``fold_mask`` is the one mask
+    covering all its output channels (dim 0), ``folds_vector``: the parameters are vectors
+    of the mask's size (a norm's); ``_folded`` receives ``(weight * m, bias * m, versions,
+    grad mode, mask)``."""
 
     layer: nn.Module
     fold_mask: ChannelMask
-    _folded: tuple[Tensor, Tensor, tuple[int, int, int], bool] | None
+    folds_vector: bool
+    _folded: tuple[Tensor, Tensor | None, tuple[int, int, int], bool, ChannelMask] | None
 
 
 def binarize(theta: Tensor) -> Tensor:
@@ -40,15 +44,21 @@ def binarize(theta: Tensor) -> Tensor:
 class MaskBank:
     """Binarizes every channel mask of a search network in one batch of tensor ops at the
     start of each forward pass (a forward pre-hook on the network's root), instead of a
-    handful of ops per mask and per layer: on CPU the per-op overhead dominates for
-    vectors of a few dozen channels. Masks read their slice of the result.
+    handful of ops per mask and per layer, and multiplies the masks into the parameters of
+    the layers in ``folded`` (:class:`Folded`) in the same place. Masks and layers read
+    their values.
 
-    ``norms``: masked norms whose affine parameters the bank multiplies by their masks in
-    the same pass: ``cat(weights) * m`` and ``cat(biases) * m``, with ``m`` the norms'
-    masks gathered from the binarized vector, split back per norm (7 ops for all norms
-    instead of two multiplies per norm forward, and 4 + 1 per norm backward); each norm
-    reads its pair (:meth:`MaskedBatchNorm.folded
-    <lightning_dnas.nas.pit.layers.MaskedBatchNorm.folded>`).
+    Why in one place: on CPU a step's small ops cost their overhead, and more where they
+    fall between the network's large kernels, which leave the caches cold for them (with
+    ResNet-8 at batch 32 the bank's ops take 0.33 ms inside a forward pass and 0.08 ms
+    alone; docs/BENCHMARKS.md). Together at the start of the pass they run on warm caches,
+    and their gradients are computed together at the end of the backward pass.
+
+    - Norms (``folds_vector``): ``cat(weights) * m`` and ``cat(biases) * m``, with ``m``
+      the norms' masks gathered from the binarized vector, split back per norm (7 ops for
+      all norms instead of two multiplies per norm forward, and 4 + 1 per norm backward).
+    - Convs and linears: ``W * m`` and ``b * m`` with ``m`` on dim 0, one layer after the
+      other.
 
     A value is used only while it is current: the parameters it was computed from are
     unchanged since (their ``_version``) and the grad mode is the same; otherwise the
@@ -56,12 +66,14 @@ class MaskBank:
     value computed before it.
     """
 
-    def __init__(self, masks: list[ChannelMask], norms: Sequence[FoldedNorm] = ()) -> None:
+    def __init__(self, masks: list[ChannelMask], folded: Sequence[Folded] = ()) -> None:
         self.masks = masks
         self.sizes = [m.channels for m in masks]
-        self.norms = list(norms)
+        self.norms = [n for n in folded if n.folds_vector]
+        self.layers = [n for n in folded if not n.folds_vector]
         slot = {id(m): i for i, m in enumerate(masks)}
         self._norm_slots = [slot[id(n.fold_mask)] for n in self.norms]
+        self._layer_slots = [slot[id(n.fold_mask)] for n in self.layers]
         self._norm_sizes = [self.sizes[s] for s in self._norm_slots]
         # The norms' masks, concatenated, as positions in the concatenation of all masks.
         starts = [sum(self.sizes[:i]) for i in range(len(masks))]
@@ -82,7 +94,7 @@ class MaskBank:
         own from now on; :meth:`alphas` concatenates afresh."""
         for m in self.masks:
             m.bank, m._current = None, None
-        for n in self.norms:
+        for n in (*self.norms, *self.layers):
             n._folded = None
         self._alpha, self._live = None, False
 
@@ -136,6 +148,8 @@ class MaskBank:
             m.__dict__["_current"] = (value, version, grad)
         if self.norms:
             self._fold(hard[gather], versions, grad)
+        if self.layers:
+            self._fold_layers(values, versions, grad)
 
     def _fold(self, m: Tensor, versions: tuple[int, ...], grad: bool) -> None:
         """Every norm's ``(weight * m, bias * m)`` from ``m``, their masks concatenated."""
@@ -150,7 +164,22 @@ class MaskBank:
         bs = (torch.cat(biases) * m).split(self._norm_sizes)
         for n, w, b, s, fw, fb in zip(self.norms, weights, biases, self._norm_slots, ws, bs,
                                       strict=True):  # fmt: skip
-            n.__dict__["_folded"] = (fw, fb, (w._version, b._version, versions[s]), grad)
+            n.__dict__["_folded"] = (fw, fb, (w._version, b._version, versions[s]), grad,
+                                     self.masks[s])  # fmt: skip
+
+    def _fold_layers(self, values: Sequence[Tensor], versions: tuple[int, ...],
+                     grad: bool) -> None:  # fmt: skip
+        """Every conv's / linear's ``(W * m, b * m)``, ``m`` its mask's value on dim 0."""
+        for n, s in zip(self.layers, self._layer_slots, strict=True):
+            params = n._modules["layer"]._parameters
+            w, b, m = params["weight"], params["bias"], values[s]
+            if w.dtype != m.dtype or (b is not None and b.dtype != m.dtype):
+                n.__dict__["_folded"] = None  # another dtype (rare): it computes its own
+                continue
+            fw = w * m.view(-1, *([1] * (w.dim() - 1)))
+            fb = None if b is None else b * m
+            versions_n = (w._version, -1 if b is None else b._version, versions[s])
+            n.__dict__["_folded"] = (fw, fb, versions_n, grad, self.masks[s])
 
 
 class ChannelMask(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_dnas import PIT
-from lightning_dnas.nas.pit.layers import kept_layer_norm
+from lightning_dnas.nas.pit.layer_norm import kept_layer_norm
 from tests.support import assert_faithful, randomize_masks
 
 X = torch.randn(2, 3, 5, 5)

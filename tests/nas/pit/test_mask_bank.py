@@ -1,30 +1,49 @@
-"""MaskBank: all masks binarized, the norms' affine parameters folded and the alphas
-concatenated once per forward pass, against each layer computing its own (the bank
-disconnected), and never a stale value."""
+"""MaskBank: all masks binarized, the norms' affine parameters and the unnormalised convs'
+and linears' weights folded and the alphas concatenated once per forward pass, against
+each layer computing its own (the bank disconnected), and never a stale value."""
 
 import copy
 from collections import Counter
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lightning_dnas import PIT
-from lightning_dnas.nas.pit.layers import MaskedBatchNorm
+from lightning_dnas.nas.pit.layers import MaskedBatchNorm, MaskedConv, MaskedLinear
 from lightning_dnas.nas.pit.masks import MaskBank
 from lightning_dnas.zoo import ResNet8
 
 
 class _Ops(TorchDispatchMode):
-    """Counts the aten ops that run."""
+    """Counts the aten ops that run (``ops``) and keeps their order (``sequence``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops: Counter[str] = Counter()
+        self.sequence: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[str(func)] += 1
+        self.sequence.append(str(func))
         return func(*args, **(kwargs or {}))
+
+
+class _Plain(torch.nn.Module):
+    """Convs and a linear without norms, one conv without bias: every layer's own weights
+    carry its mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.b = torch.nn.Conv2d(8, 12, 3, padding=1)
+        self.fc1 = torch.nn.Linear(12, 16)
+        self.fc2 = torch.nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.b(torch.relu(self.a(x))))
+        return self.fc2(torch.relu(self.fc1(x.mean((2, 3)))))
 
 
 def _search(seed: int = 0) -> tuple[PIT, torch.Tensor]:
@@ -69,8 +88,37 @@ def test_the_bank_folds_every_batch_norm_with_one_mask():
     assert search._bank.norms == norms
 
 
-def test_bank_and_own_values_give_the_same_outputs_and_gradients():
+def test_the_bank_folds_the_convs_without_a_norm_after_them():
+    search, _ = _search()
+    # ResNet-8's two 1x1 shortcut convs; the classifier's outputs are not searched.
+    shortcuts = [m for m in search.net.modules() if isinstance(m, MaskedConv) and m._out]
+    assert len(shortcuts) == 2
+    assert search._bank.layers == shortcuts
+
+
+def test_the_passs_mask_ops_all_run_before_the_first_convolution():
     search, x = _search()
+    with _Ops() as ops:
+        search(x)
+    seq = ops.sequence
+    first_conv = seq.index("aten.convolution.default")
+    assert "aten.mul.Tensor" in seq[:first_conv]
+    assert "aten.mul.Tensor" not in seq[first_conv:]  # no mask op between the kernels
+
+
+def _plain_search(seed: int = 0) -> tuple[PIT, torch.Tensor]:
+    torch.manual_seed(seed)
+    x = torch.randn(2, 3, 8, 8)
+    search = PIT(_Plain(), x[:1], cost="params")
+    with torch.no_grad():
+        for mask in search.channel_masks.values():
+            mask.alpha.uniform_(-1.0, 1.5)
+    return search, x
+
+
+@pytest.mark.parametrize("make", [_search, _plain_search], ids=["resnet8", "convs-and-linears"])
+def test_bank_and_own_values_give_the_same_outputs_and_gradients(make):
+    search, x = make()
     other = _own_values(search)
     out, grads = _loss_and_grads(search, x)
     out_own, grads_own = _loss_and_grads(other, x)
@@ -98,6 +146,35 @@ def test_the_fold_replaces_two_multiplies_per_norm_by_two_in_all():
     with _Ops() as ops:
         search.regularizer(1e-3)
     assert ops.ops["aten.cat.default"] == 0
+
+
+def test_convs_and_linears_fold_with_and_without_bias():
+    search, x = _plain_search()
+    layers = search._bank.layers
+    assert [type(n) for n in layers] == [MaskedConv, MaskedConv, MaskedLinear]
+    search(x)
+    for n in layers:
+        m = n.fold_mask.value()
+        weight, bias = n._folded[:2]
+        shape = (-1,) + (1,) * (n.layer.weight.dim() - 1)
+        assert torch.equal(weight, n.layer.weight * m.view(shape))
+        assert (bias is None) == (n.layer.bias is None)
+        if bias is not None:
+            assert torch.equal(bias, n.layer.bias * m)
+
+
+def test_a_conv_called_after_an_in_place_update_reads_the_new_weight():
+    search, x = _plain_search()
+    search(x)
+    conv = search._bank.layers[1]
+    with torch.no_grad():
+        conv.layer.bias.add_(1.0)
+    inp = torch.randn(2, 8, 4, 4)
+    m = conv.fold_mask.value()
+    want = F.conv2d(inp, conv.layer.weight * m.view(-1, 1, 1, 1), conv.layer.bias * m,
+                    padding=1)  # fmt: skip
+    assert conv.current_fold() is None
+    assert torch.equal(conv(inp), want)
 
 
 def test_a_norm_called_after_an_in_place_update_reads_the_new_weight():
@@ -170,7 +247,8 @@ def test_a_disconnected_bank_serves_nothing():
     search._bank.disconnect()
     search(x)
     assert all(m._current is None for m in search.channel_masks.values())
-    assert all(n._folded is None for n in search.net.modules() if isinstance(n, MaskedBatchNorm))
+    assert all(n._folded is None for n in search.net.modules()
+               if isinstance(n, (MaskedBatchNorm, MaskedConv)))  # fmt: skip
     bank = search._bank
     assert bank._alpha is None
     fresh = bank.alphas()
