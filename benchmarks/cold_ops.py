@@ -6,19 +6,27 @@ step every large kernel (a convolution over a 2 MiB feature map) leaves the cach
 the next small op, which then pays for its instructions and data again. This is why the
 ``MaskBank`` does all of a pass's mask ops in one place, at the start of the pass.
 
-Two measurements, in one process, steady heap (no page faults in either):
+Three measurements, in one process, steady heap (no page faults in any):
 
 - ``tiny op``: ``torch.ones(3).abs()`` alone, and right after streaming through a 32 MiB
   buffer (``add_`` over it, untimed), as a large kernel does;
 - ``bank``: the search network's ``MaskBank`` call (all masks binarized, all folds) inside
-  the forward pass of each model (its forward pre-hook, timed), and called alone in a loop.
+  the forward pass of each model (its forward pre-hook, timed), and called alone in a loop;
+- ``regularizer``: ``search.regularizer(1e-6)`` (``cost="params"``) right after a forward
+  pass, as a training step calls it, and called alone in a loop.
+
+And one that is not about caches: the step of the architecture optimizer of ResNet-8's six
+masks, torch's fused Adam against the callback's ``ArchAdam`` (the same Adam without
+torch's per-step CUDA-graph-capture check), with ``lightning`` imported as in a fit: its
+import sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, with which that check tries to load NVML
+at every step on a machine without a GPU driver.
 
 Usage::
 
     python benchmarks/cold_ops.py [--models resnet8 dscnn mobilenetv1] [--threads 1]
                                   [--rounds 300]
 
-Prints a Markdown table of medians in microseconds.
+Prints a Markdown table of medians in microseconds, then the Adam line.
 """
 
 from __future__ import annotations
@@ -63,9 +71,10 @@ def tiny_op(rounds: int) -> tuple[float, float]:
     return _median_us(op, rounds), _median_us(op, rounds, lambda: big.add_(1.0))
 
 
-def bank(key: str, rounds: int) -> tuple[float, float]:
+def bank(key: str, rounds: int) -> tuple[float, float, float, float]:
     """``(inside the forward pass, alone)`` medians of the bank's call for model ``key`` at
-    its benchmark batch, in training mode with grad, in us."""
+    its benchmark batch, in training mode with grad, then the same for the regulariser
+    (right after the forward pass, alone), in us."""
     case = CASES[key]
     torch.manual_seed(0)
     x = torch.randn(case.batch, *case.input_shape)
@@ -80,9 +89,31 @@ def bank(key: str, rounds: int) -> tuple[float, float]:
         inside.append(time.perf_counter() - t0)
 
     hooks[search._bank_hook] = timed
+    after: list[float] = []
     for _ in range(rounds + 20):
         search(x)
-    return 1e6 * statistics.median(inside[20:]), _median_us(the_bank, rounds)
+        t0 = time.perf_counter()
+        search.regularizer(1e-6)
+        after.append(time.perf_counter() - t0)
+    hooks[search._bank_hook] = the_bank
+    reg = (1e6 * statistics.median(after[20:]), _median_us(lambda: search.regularizer(1e-6),
+                                                             rounds))  # fmt: skip
+    return 1e6 * statistics.median(inside[20:]), _median_us(the_bank, rounds), *reg
+
+
+def arch_adam(rounds: int) -> tuple[float, float]:
+    """``(torch's fused Adam, ArchAdam)`` medians of one step on ResNet-8's six mask
+    vectors (16, 16, 32, 32, 64, 64 entries), ``lightning`` imported, in us."""
+    import lightning  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK=1, as in a fit)
+
+    from lightning_dnas.callback.arch_step import ArchAdam
+
+    params = [torch.nn.Parameter(torch.ones(n)) for n in (16, 16, 32, 32, 64, 64)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    theirs = torch.optim.Adam(params, lr=1e-3, fused=True)
+    ours = ArchAdam(params, lr=1e-3, fused=True)
+    return _median_us(theirs.step, rounds), _median_us(ours.step, rounds)
 
 
 def main() -> None:
@@ -98,9 +129,13 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| `torch.ones(3).abs()` (after a 32 MiB stream) | {cold:.1f} | {warm:.1f} |")
     for key in args.models:
-        inside, alone = bank(key, args.rounds)
-        print(f"| {CASES[key].name} bank call, batch {CASES[key].batch} | {inside:.0f} | "
-              f"{alone:.0f} |")  # fmt: skip
+        inside, alone, reg_after, reg_alone = bank(key, args.rounds)
+        name = f"{CASES[key].name}, batch {CASES[key].batch}"
+        print(f"| {name}: bank call | {inside:.0f} | {alone:.0f} |")
+        print(f"| {name}: `regularizer(1e-6)` | {reg_after:.0f} | {reg_alone:.0f} |")
+    theirs, ours = arch_adam(args.rounds)
+    print(f"\nArchitecture Adam step, ResNet-8's masks, lightning imported: torch's fused Adam "
+          f"{theirs:.0f} us, ArchAdam {ours:.0f} us")
 
 
 if __name__ == "__main__":

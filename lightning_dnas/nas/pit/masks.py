@@ -50,9 +50,10 @@ class MaskBank:
 
     Why in one place: on CPU a step's small ops cost their overhead, and more where they
     fall between the network's large kernels, which leave the caches cold for them (with
-    ResNet-8 at batch 32 the bank's ops take 0.33 ms inside a forward pass and 0.08 ms
-    alone; docs/BENCHMARKS.md). Together at the start of the pass they run on warm caches,
-    and their gradients are computed together at the end of the backward pass.
+    ResNet-8 at batch 32 the bank's call takes 0.30-0.38 ms inside a forward pass and
+    0.1-0.2 ms alone; docs/BENCHMARKS.md). Together at the start of the pass they run on
+    warm caches, and their gradients are computed together at the end of the backward
+    pass.
 
     - Norms (``folds_vector``): ``cat(weights) * m`` and ``cat(biases) * m``, with ``m``
       the norms' masks gathered from the binarized vector, split back per norm (7 ops for
