@@ -97,7 +97,7 @@ Fold = tuple[Tensor, Tensor | None, tuple[int, int, int], bool, ChannelMask]
 bias * m, versions of (weight, bias or -1, alpha), grad mode, the mask)``."""
 
 
-def fold_versions(params: dict[str, Any], alpha: Tensor) -> tuple[int, int, int]:
+def _fold_versions(params: dict[str, Any], alpha: Tensor) -> tuple[int, int, int]:
     """``(weight, bias, alpha)._version`` (-1 for no bias): what a fold was computed from."""
     bias = params["bias"]
     return params["weight"]._version, -1 if bias is None else bias._version, alpha._version
@@ -134,7 +134,7 @@ class FoldedLayer(MaskedWrapper):
             return None
         # From _parameters directly: this runs for every folded layer in every step.
         alpha = folded[4]._parameters["alpha"]
-        if folded[2] != fold_versions(self._modules["layer"]._parameters, alpha):
+        if folded[2] != _fold_versions(self._modules["layer"]._parameters, alpha):
             return None
         return folded[0], folded[1]
 
