@@ -107,7 +107,10 @@ class QATNetwork(nn.Module):
     ``graph`` is the prepared torch.fx GraphModule; ``kept_float`` names the layers with
     parameters that stay float (warned about when prepared). The observers that set the
     fake quantisers' ranges run in training mode only: ``eval()`` freezes the ranges, so
-    validating or testing does not move them.
+    validating or testing does not move them. The switch follows ``self.training`` at
+    every forward, not only :meth:`train`: Lightning restores the training mode after a
+    validation loop by setting each module's ``training`` flag, without calling
+    ``train()``, which left the observers off for the rest of the fit.
     """
 
     def __init__(self, graph: fx.GraphModule, kept_float: list[str], quantize: str) -> None:
@@ -115,17 +118,30 @@ class QATNetwork(nn.Module):
         self.graph = graph
         self.kept_float = list(kept_float)
         self.quantize = quantize
+        self._observing: bool | None = None  # the observers' switch as last set here
+        # A loaded state dict brings its own switch values (buffers): set it again.
+        self.register_load_state_dict_post_hook(_forget_observing)
 
     def forward(self, *args: Any) -> Any:
-        """The fake-quantised network's output."""
+        """The fake-quantised network's output (observers on iff ``self.training``)."""
+        if self._observing is not self.training:
+            self._observe(self.training)
         return self.graph(*args)
 
     def train(self, mode: bool = True) -> QATNetwork:
         """Set the mode; observers on in training, off in eval (ranges frozen)."""
         super().train(mode)
-        for fq in _fake_quantizers(self):
-            fq.enable_observer(mode)
+        self._observe(mode)
         return self
+
+    def _observe(self, on: bool) -> None:
+        for fq in _fake_quantizers(self):
+            fq.enable_observer(on)
+        self._observing = on
+
+
+def _forget_observing(module: QATNetwork, _: object) -> None:
+    module._observing = None
 
 
 def prepare_qat(net: nn.Module, example_input: Tensor, quantize: str = "int8",

@@ -101,13 +101,16 @@ def loaders(batch_size: int = 16, n: int = 96) -> tuple[DataLoader, DataLoader]:
 
 
 def fit_with_epoch_checkpoints(module: LightningModule, dnas: Callback, tmp_path: Path,
-                               max_epochs: int, ckpt_path: str | Path | None = None) -> None:
+                               max_epochs: int, ckpt_path: str | Path | None = None,
+                               extra: tuple[Callback, ...] = ()) -> None:  # fmt: skip
     """The resume tests' fit: deterministic, a checkpoint ``<tmp_path>/epoch=<e>.ckpt``
     after every epoch, no logger or progress output, on :func:`loaders` (96 samples,
-    batches of 16); ``ckpt_path`` resumes from one of those checkpoints."""
+    batches of 16); ``ckpt_path`` resumes from one of those checkpoints; ``extra``: more
+    callbacks."""
     every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1,
                             every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=max_epochs, deterministic=True, callbacks=[dnas, every],
+    trainer = L.Trainer(max_epochs=max_epochs, deterministic=True,
+                        callbacks=[dnas, every, *extra],
                         logger=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0)  # fmt: skip
     train, val = loaders(batch_size=16, n=96)

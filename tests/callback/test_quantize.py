@@ -19,13 +19,34 @@ from .modules import Classifier, TinyTCN, fit_with_epoch_checkpoints
 # Epochs: 0-1 PIT search, 2-3 quantisation-aware fine-tune.
 
 
-def _fit(tmp_path, ckpt_path=None, export_dir=None):
+def _fit(tmp_path, ckpt_path=None, export_dir=None, extra=()):
     L.seed_everything(5, workers=True)
     module = Classifier(TinyTCN(channels=6))
     dnas = DNASCallback("pit", strength=1e-3, search_epochs=2, finetune_epochs=2,
                         quantize="int8", arch_lr=0.05, export_dir=export_dir or False)
-    fit_with_epoch_checkpoints(module, dnas, tmp_path, 4, ckpt_path)
+    fit_with_epoch_checkpoints(module, dnas, tmp_path, 4, ckpt_path, extra)
     return module, dnas
+
+
+class _ObserverSwitches(L.Callback):
+    """``(epoch, {observer switch values})`` after every training batch of a QAT network."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, set[bool]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if isinstance(pl_module.net, QATNetwork):
+            switches = {bool(m.observer_enabled.item()) for m in pl_module.net.modules()
+                        if hasattr(m, "observer_enabled")}  # fmt: skip
+            self.seen.append((trainer.current_epoch, switches))
+
+
+def test_the_observers_run_in_every_qat_epoch_after_a_validation(tmp_path):
+    # Lightning restores the training mode after validating without calling train().
+    record = _ObserverSwitches()
+    _fit(tmp_path, extra=(record,))
+    assert {epoch for epoch, _ in record.seen} == {2, 3}  # the QAT stage
+    assert all(switches == {True} for _, switches in record.seen)
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,50 @@ def test_training_moves_the_ranges_evaluation_does_not():
     assert not torch.equal(fq.scale, before)
 
 
+def _observers_on(qat) -> set[bool]:
+    return {bool(m.observer_enabled.item()) for m in qat.modules()
+            if hasattr(m, "observer_enabled")}  # fmt: skip
+
+
+def test_the_observers_follow_a_training_flag_set_without_train():
+    # What Lightning does after a validation loop: eval(), then each module's `training`
+    # flag set back directly (lightning.pytorch.utilities.model_helpers._ModuleMode).
+    qat, x = _trained_tcn()
+    qat.train()
+    flags = {name: m.training for name, m in qat.named_modules()}
+    qat.eval()
+    for name, m in qat.named_modules():
+        m.training = flags[name]
+    assert _observers_on(qat) == {False}  # nothing has run yet
+    fq = qat.graph.activation_post_process_1
+    before = fq.scale.clone()
+    with torch.no_grad():
+        qat(x * 10)
+    assert _observers_on(qat) == {True}
+    assert not torch.equal(fq.scale, before)  # the ranges moved: the observers ran
+    for m in qat.modules():  # and the other way round: eval by flags only
+        m.training = False
+    frozen = fq.scale.clone()
+    with torch.no_grad():
+        qat(x * 100)
+    assert _observers_on(qat) == {False}
+    assert torch.equal(fq.scale, frozen)
+
+
+def test_a_loaded_state_dict_does_not_leave_the_switches_stale():
+    qat, x = _trained_tcn()
+    qat.eval()
+    off = {k: v.clone() for k, v in qat.state_dict().items()}  # observers off
+    qat.train()
+    with torch.no_grad():
+        qat(x)
+    qat.load_state_dict(off)  # training mode, but the loaded switches are off
+    assert _observers_on(qat) == {False}
+    with torch.no_grad():
+        qat(x)
+    assert _observers_on(qat) == {True}
+
+
 class _WithLayerNorm(nn.Module):
     def __init__(self) -> None:
         super().__init__()
