@@ -258,3 +258,20 @@ def test_vectorised_soft_cost_equals_the_per_layer_evaluation(key):
         gb = torch.autograd.grad(b, list(search.nas_parameters()))
         for u, v in zip(ga, gb, strict=True):
             assert torch.allclose(u, v, rtol=1e-4, atol=1e-3 * float(v.abs().max()) + 1e-6)
+
+
+@pytest.mark.parametrize("key", ["resnet8", "tcresnet14"])
+def test_a_whole_search_network_survives_torch_save_and_load(key, tmp_path):
+    # torch.fx rebuilds a pickled GraphModule by re-tracing with its tracer class built
+    # without arguments: the search network's tracer must allow that.
+    model, x = make(key)
+    search = PIT(model, x[:1], cost="params")
+    randomize_masks(search, 0, 0.2, 1.0)
+    search(x).sum().backward()
+    torch.save(search, tmp_path / "search.pt")
+    loaded = torch.load(tmp_path / "search.pt", weights_only=False)
+    search.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), search(x))
+    assert loaded.hard_cost() == search.hard_cost()
+    assert loaded.arch() == search.arch()

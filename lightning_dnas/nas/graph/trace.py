@@ -38,13 +38,15 @@ class PathTracer(fx.Tracer):
     """
 
     def __init__(
-        self, leaf_types: tuple[type, ...], leaf_names: frozenset[str],
-        expanders: Mapping[type, Expander],
+        self, leaf_types: tuple[type, ...] = (), leaf_names: frozenset[str] = frozenset(),
+        expanders: Mapping[type, Expander] | None = None,
     ) -> None:  # fmt: skip
+        # The defaults let torch.fx rebuild a GraphModule traced by this class when it is
+        # unpickled: it re-traces with a subclass constructed without arguments.
         super().__init__()
         self._leaf_types = leaf_types
         self._leaf_names = leaf_names
-        self._expanders = dict(expanders)
+        self._expanders = dict(expanders or {})
         self.path: list[str] = []
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
