@@ -87,7 +87,7 @@ class ArchAdam(torch.optim.Adam):
     then ``torch.cuda.device_count()``) tries to load NVML at every step with a CUDA build
     of torch on a machine without a GPU driver: a failed library search (seven ``openat``,
     an ``mmap`` of ``ld.so.cache``) and a ctypes class left as a garbage cycle at every
-    step, ~120 us here, twice the cost of the fused step itself (docs/BENCHMARKS.md). On
+    step, 110-120 us here, twice the cost of the fused step itself (docs/BENCHMARKS.md). On
     any other device the check runs as in torch."""
 
     def _accelerator_graph_capture_health_check(self) -> None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..modules import set_submodule
-from .masks import ChannelMask, TapMask
+from .masks import ChannelMask, Fold, TapMask, fold_versions
 
 
 class ChannelVector:
@@ -92,17 +92,6 @@ class MaskedWrapper(nn.Module):
             return getattr(layer, name)
 
 
-Fold = tuple[Tensor, Tensor | None, tuple[int, int, int], bool, ChannelMask]
-"""A :class:`~lightning_dnas.nas.pit.masks.MaskBank`'s value for a layer: ``(weight * m,
-bias * m, versions of (weight, bias or -1, alpha), grad mode, the mask)``."""
-
-
-def _fold_versions(params: dict[str, Any], alpha: Tensor) -> tuple[int, int, int]:
-    """``(weight, bias, alpha)._version`` (-1 for no bias): what a fold was computed from."""
-    bias = params["bias"]
-    return params["weight"]._version, -1 if bias is None else bias._version, alpha._version
-
-
 class FoldedLayer(MaskedWrapper):
     """A masked layer whose mask-multiplied parameters a MaskBank may compute for the
     pass (``_folded``, see :meth:`current_fold`); ``folds_vector``: its parameters are
@@ -133,8 +122,9 @@ class FoldedLayer(MaskedWrapper):
         if folded is None or folded[3] != torch.is_grad_enabled():
             return None
         # From _parameters directly: this runs for every folded layer in every step.
-        alpha = folded[4]._parameters["alpha"]
-        if folded[2] != _fold_versions(self._modules["layer"]._parameters, alpha):
+        params = self._modules["layer"]._parameters
+        if folded[2] != fold_versions(params["weight"], params["bias"],
+                                      folded[4]._parameters["alpha"]):  # fmt: skip
             return None
         return folded[0], folded[1]
 

@@ -16,18 +16,28 @@ from torch import Tensor, nn
 THRESHOLD = 0.5
 
 
+Fold = tuple[Tensor, Tensor | None, tuple[int, int, int], bool, "ChannelMask"]
+"""A :class:`MaskBank`'s value for a folded layer: ``(weight * m, bias * m,``
+:func:`fold_versions` ``at the time, grad mode, the mask)``."""
+
+
+def fold_versions(weight: Tensor, bias: Tensor | None, alpha: Tensor) -> tuple[int, int, int]:
+    """``(weight, bias, alpha)._version`` (-1 for no bias): what a fold is computed from,
+    written by the bank and compared by the layer that reads the fold."""
+    return weight._version, -1 if bias is None else bias._version, alpha._version
+
+
 class Folded(Protocol):
     """A masked layer whose parameters a :class:`MaskBank` multiplies by its mask
     (:class:`~lightning_dnas.nas.pit.layers.FoldedLayer`): ``layer`` has ``weight`` and
     ``bias`` (``None`` allowed unless ``folds_vector``), ``fold_mask`` is the one mask
     covering all its output channels (dim 0), ``folds_vector``: the parameters are vectors
-    of the mask's size (a norm's); ``_folded`` receives ``(weight * m, bias * m, versions,
-    grad mode, mask)``."""
+    of the mask's size (a norm's); ``_folded`` receives the pass's :data:`Fold`."""
 
     layer: nn.Module
     fold_mask: ChannelMask
     folds_vector: bool
-    _folded: tuple[Tensor, Tensor | None, tuple[int, int, int], bool, ChannelMask] | None
+    _folded: Fold | None
 
 
 def binarize(theta: Tensor) -> Tensor:
@@ -91,8 +101,8 @@ class MaskBank:
         return dict(self.__dict__) | {"_constants": None, "_alpha": None}
 
     def disconnect(self) -> None:
-        """Stop serving values (its pre-hook was removed): every mask and norm computes its
-        own from now on; :meth:`alphas` concatenates afresh."""
+        """Stop serving values (its pre-hook was removed): every mask and folded layer
+        computes its own from now on; :meth:`alphas` concatenates afresh."""
         for m in self.masks:
             m.bank, m._current = None, None
         for n in (*self.norms, *self.layers):
@@ -128,7 +138,7 @@ class MaskBank:
         return cached
 
     def __call__(self, *_: object) -> None:
-        """Compute all binarized masks (and folded norm parameters) for this pass
+        """Compute all binarized masks (and folded layer parameters) for this pass
         (signature of a forward pre-hook).
 
         Under ``torch.compile`` it does nothing: each mask then binarizes its own alpha
@@ -148,11 +158,11 @@ class MaskBank:
             # Into __dict__ directly: nn.Module.__setattr__'s checks would run per mask.
             m.__dict__["_current"] = (value, version, grad)
         if self.norms:
-            self._fold(hard[gather], versions, grad)
+            self._fold(hard[gather], alphas, grad)
         if self.layers:
-            self._fold_layers(values, versions, grad)
+            self._fold_layers(values, alphas, grad)
 
-    def _fold(self, m: Tensor, versions: tuple[int, ...], grad: bool) -> None:
+    def _fold(self, m: Tensor, alphas: list[Tensor], grad: bool) -> None:
         """Every norm's ``(weight * m, bias * m)`` from ``m``, their masks concatenated."""
         params = [n._modules["layer"]._parameters for n in self.norms]
         weights = [p["weight"] for p in params]
@@ -165,11 +175,9 @@ class MaskBank:
         bs = (torch.cat(biases) * m).split(self._norm_sizes)
         for n, w, b, s, fw, fb in zip(self.norms, weights, biases, self._norm_slots, ws, bs,
                                       strict=True):  # fmt: skip
-            n.__dict__["_folded"] = (fw, fb, (w._version, b._version, versions[s]), grad,
-                                     self.masks[s])  # fmt: skip
+            n.__dict__["_folded"] = (fw, fb, fold_versions(w, b, alphas[s]), grad, self.masks[s])
 
-    def _fold_layers(self, values: Sequence[Tensor], versions: tuple[int, ...],
-                     grad: bool) -> None:  # fmt: skip
+    def _fold_layers(self, values: Sequence[Tensor], alphas: list[Tensor], grad: bool) -> None:
         """Every conv's / linear's ``(W * m, b * m)``, ``m`` its mask's value on dim 0."""
         for n, s in zip(self.layers, self._layer_slots, strict=True):
             params = n._modules["layer"]._parameters
@@ -179,8 +187,7 @@ class MaskBank:
                 continue
             fw = w * m.view(-1, *([1] * (w.dim() - 1)))
             fb = None if b is None else b * m
-            versions_n = (w._version, -1 if b is None else b._version, versions[s])
-            n.__dict__["_folded"] = (fw, fb, versions_n, grad, self.masks[s])
+            n.__dict__["_folded"] = (fw, fb, fold_versions(w, b, alphas[s]), grad, self.masks[s])
 
 
 class ChannelMask(nn.Module):
